@@ -1,0 +1,195 @@
+"""Images: one buildx call per cell (one platform each), tags, labels, and skip-if-unchanged.
+
+The Go tree is copied into the image, never compiled, so a cross build runs nothing of the
+toolchain under emulation. Each image carries a label with the digest of everything it was
+built from; a second run finds that label and builds nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from . import base as bases
+from . import engine, prune, toolchains
+from .errors import BuildError
+from .lock import Artifact, Lock, Release
+from .matrix import Cell
+from .render import Context
+
+IMAGE_REPO = "gobuild/go"
+INPUT_LABEL = "io.gobuild.input"
+
+
+def image_tag(release: Release, cell: Cell, repo: str = IMAGE_REPO) -> str:
+    """The documented per-arch tag: <repo>:<go version>-<variant>-<arch>."""
+    return f"{repo}:{release.version}-{cell.variant.name}-{cell.arch}"
+
+
+def multiarch_tags(release: Release, cell: Cell, repo: str) -> list[str]:
+    """The tags that join the arches: <repo>:<go version>-<variant> and <repo>:<minor>-<variant>."""
+    minor = ".".join(release.version.split(".")[:2])
+    return [f"{repo}:{release.version}-{cell.variant.name}", f"{repo}:{minor}-{cell.variant.name}"]
+
+
+def input_digest(ctx: Context, artifact: Artifact, base_image_id: str) -> str:
+    """sha256 over every input of a build: rendered files, toolchain, base image, prune list."""
+    h = hashlib.sha256()
+    for name, content in sorted(ctx.files.items()):
+        h.update(f"file {name} {len(content)}\n".encode())
+        h.update(content.encode())
+    h.update(f"toolchain {artifact.sha256}\nbase {base_image_id}\n".encode())
+    if ctx.cell.variant.kind == "slim":
+        h.update(json.dumps(prune.PRUNE).encode())
+    return h.hexdigest()
+
+
+def buildx_argv(context_dir: Path, tag: str, platform: str, base_ref: str, digest: str) -> list[str]:
+    return [
+        "docker", "buildx", "build", "--load", "--progress=plain",
+        "--platform", platform,
+        "--tag", tag,
+        "--build-arg", f"BASE={base_ref}",
+        "--label", f"{INPUT_LABEL}={digest}",
+        str(context_dir),
+    ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Planned:
+    cell: Cell
+    release: Release
+    artifact: Artifact
+    context: Context
+    tag: str
+    base_ref: str
+    digest: str
+    up_to_date: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Built:
+    id: str
+    tag: str
+    platform: str
+    image_id: str
+    size: int
+    toolchain_sha256: str
+    go_version: str
+    variant: str
+    status: str  # "built" or "up-to-date"
+
+    def as_json(self) -> dict:
+        return {
+            "id": self.id, "tag": self.tag, "platform": self.platform,
+            "image_id": self.image_id, "size": self.size,
+            "toolchain_sha256": self.toolchain_sha256, "go_version": self.go_version,
+            "variant": self.variant, "status": self.status,
+        }
+
+
+def plan(c: docker.DockerClient, contexts: list[Context], lock: Lock) -> list[Planned]:
+    planned = []
+    base_ids: dict[tuple[str, str], tuple[str, str]] = {}
+    for ctx in contexts:
+        cell = ctx.cell
+        key = (cell.variant.base, cell.arch)
+        if key not in base_ids:
+            ref = bases.choose(c, cell.variant, cell.arch)
+            base_ids[key] = (ref, c.images.get(ref).id)
+        base_ref, base_id = base_ids[key]
+        release, artifact = lock.release(cell), lock.artifact(cell)
+        tag = image_tag(release, cell)
+        digest = input_digest(ctx, artifact, base_id)
+        labels = engine.image_labels(c, tag)
+        planned.append(Planned(
+            cell=cell, release=release, artifact=artifact, context=ctx, tag=tag,
+            base_ref=base_ref, digest=digest,
+            up_to_date=bool(labels) and labels.get(INPUT_LABEL) == digest,
+        ))
+    return planned
+
+
+def assemble(work: Path, p: Planned, tree: Path) -> Path:
+    """A build context: the rendered files plus go/ hard-linked from the unpacked tree."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{p.cell.id}-", dir=work))
+    for name, content in p.context.files.items():
+        (folder / name).write_text(content, encoding="utf-8")
+    slim = p.cell.variant.kind == "slim"
+    for rel in prune.kept_files(tree, prune=slim):
+        src, dst = tree / rel, folder / "go" / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    return folder
+
+
+def _run_build(c: docker.DockerClient, p: Planned, folder: Path, use_buildx: bool) -> None:
+    print(f"gobuild: building {p.tag} ({p.cell.platform}) FROM {p.base_ref}", file=sys.stderr)
+    if use_buildx:
+        proc = subprocess.run(
+            buildx_argv(folder, p.tag, p.cell.platform, p.base_ref, p.digest),
+            stdout=sys.stderr, stderr=sys.stderr,
+        )
+        if proc.returncode != 0:
+            raise BuildError(
+                f"docker buildx build failed for {p.cell.id} (exit {proc.returncode}): "
+                "see the build output above"
+            )
+        return
+    try:  # docker-py's classic builder, when buildx is absent
+        for line in c.api.build(path=str(folder), tag=p.tag, platform=p.cell.platform,
+                                buildargs={"BASE": p.base_ref}, labels={INPUT_LABEL: p.digest},
+                                pull=False, rm=True, forcerm=True, decode=True):
+            if "stream" in line:
+                sys.stderr.write(line["stream"])
+            if "error" in line:
+                raise BuildError(f"build failed for {p.cell.id}: {line['error'].strip()}")
+    except docker.errors.APIError as exc:
+        raise BuildError(f"build failed for {p.cell.id}: {exc.explanation}") from None
+
+
+def built(c: docker.DockerClient, p: Planned, status: str) -> Built:
+    img = c.images.get(p.tag)
+    return Built(
+        id=p.cell.id, tag=p.tag, platform=p.cell.platform, image_id=img.id,
+        size=int(img.attrs.get("Size", 0)), toolchain_sha256=p.artifact.sha256,
+        go_version=p.release.version, variant=p.cell.variant.name, status=status,
+    )
+
+
+def build_all(c: docker.DockerClient, planned: list[Planned], cache: toolchains.Cache,
+              progress: toolchains.Progress | None, force: bool = False) -> tuple[list[Built], int]:
+    """Build what is not up to date; return every image and the bytes downloaded."""
+    todo = [p for p in planned if force or not p.up_to_date]
+    stats = toolchains.fetch_all(cache, [p.artifact for p in todo], progress)
+    use_buildx = engine.buildx_version() is not None
+    if todo and not use_buildx:
+        print("gobuild: warning: docker buildx not found; using the engine's classic builder",
+              file=sys.stderr)
+    work = cache.root / "contexts"
+    work.mkdir(parents=True, exist_ok=True)
+    results = []
+    for p in planned:
+        if p in todo:
+            tree = toolchains.unpack(cache, p.artifact, p.release.version)
+            folder = assemble(work, p, tree)
+            try:
+                _run_build(c, p, folder, use_buildx)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            results.append(built(c, p, "built"))
+        else:
+            results.append(built(c, p, "up-to-date"))
+    return results, stats.downloaded_bytes

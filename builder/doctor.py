@@ -1,0 +1,74 @@
+"""`gobuild doctor`: what this machine has for gobuild, and the command that fixes each gap."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass, field
+
+from . import engine
+from .errors import EngineError
+
+SETUP = "make setup   (scripts/setup-host.sh, as root)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks if c.name in ("engine", "buildx"))
+
+    @property
+    def exit_code(self) -> int:
+        return EngineError.exit_code
+
+    def as_json(self) -> dict:
+        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks]}
+
+    def text(self) -> str:
+        lines = []
+        for c in self.checks:
+            mark = "ok     " if c.ok else "MISSING"
+            lines.append(f"{mark} {c.name:<10} {c.detail}")
+            if not c.ok and c.fix:
+                lines.append(f"        {'':<10} fix: {c.fix}")
+        return "\n".join(lines)
+
+
+def diagnose() -> Report:
+    checks = []
+    try:
+        f = engine.facts(engine.client())
+        checks.append(Check(
+            name="engine", ok=True,
+            detail=f"Docker {f.version} (API {f.api_version}), {f.os}/{f.arch}, cgroup v{f.cgroup_version} "
+                   f"({f.cgroup_driver}), storage {f.storage_driver}, {f.cpus} CPUs, "
+                   f"{f.memory_bytes / 2**30:.1f} GiB",
+        ))
+    except EngineError as exc:
+        checks.append(Check(name="engine", ok=False, detail=exc.message.split(":")[0] + " (no daemon)",
+                            fix=f"{SETUP}, or start it: dockerd &"))
+    bx = engine.buildx_version()
+    checks.append(Check(name="buildx", ok=bx is not None, detail=bx or "docker buildx not found",
+                        fix=f"{SETUP}, or apt-get install docker-buildx"))
+    emus = engine.emulators()
+    arm = emus.get("qemu-aarch64", False)
+    checks.append(Check(
+        name="qemu", ok=arm or engine.host_arch() == "arm64",
+        detail=", ".join(f"{k}{'' if v else ' (disabled)'}" for k, v in emus.items()) or "no emulators registered",
+        fix=f"{SETUP}, or apt-get install qemu-user-static binfmt-support and register "
+            "/usr/lib/binfmt.d/qemu-aarch64.conf in /proc/sys/fs/binfmt_misc/register",
+    ))
+    for tool, why in (("mmdebstrap", "for 'gobuild base'"), ("docker-registry", "for the integration tests")):
+        path = shutil.which(tool)
+        checks.append(Check(name=tool, ok=bool(path), detail=path or f"not installed ({why})",
+                            fix=f"apt-get install {tool}"))
+    return Report(checks=checks)

