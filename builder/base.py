@@ -7,7 +7,11 @@ manager, and a cross build runs almost nothing under emulation.
 """
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import shutil
+import tarfile
 import subprocess
 import sys
 import tempfile
@@ -23,6 +27,7 @@ BASE_REPO = "gobuild/base"
 BASE_PACKAGES = ("ca-certificates", "git", "gcc", "libc6-dev", "busybox-static")
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 SUITES = ("bookworm", "trixie")
+EPOCH = "1970-01-01T00:00:00Z"
 
 
 def base_tag(suite: str, arch: str) -> str:
@@ -49,18 +54,43 @@ def mmdebstrap_argv(suite: str, arch: str, packages: tuple[str, ...], out: Path,
     ]
 
 
-def import_rootfs(c: docker.DockerClient, tarball: Path, ref: str, platform: str) -> str:
-    """docker import with a platform (docker-py's import_image has no platform argument)."""
-    repo, tag = ref.rsplit(":", 1)
-    params = {"fromSrc": "-", "repo": repo, "tag": tag, "platform": platform,
-              "changes": ['ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-                          'CMD ["bash"]']}
-    api = c.api
-    with open(tarball, "rb") as fh:
-        resp = api._post(api._url("/images/create"), params=params, data=fh,
-                         headers={"Content-Type": "application/tar"}, timeout=None)
-    api._raise_for_status(resp)
+def load_rootfs(c: docker.DockerClient, rootfs: Path, ref: str, arch: str, work: Path) -> str:
+    """Load a root file system tarball as a one-layer image of the given architecture.
+
+    'docker import --platform' records the engine's own architecture on engine 20.10, so the
+    image is written in the docker-archive format (manifest, config, layer) and loaded; the
+    config names the architecture and a fixed creation date, as reproducible builders do.
+    """
+    diff_id = "sha256:" + _sha256(rootfs)
+    config = {
+        "architecture": arch, "os": "linux", "created": EPOCH,
+        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                   "Cmd": ["bash"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created": EPOCH, "created_by": "gobuild base (mmdebstrap)"}],
+    }
+    config_bytes = json.dumps(config, sort_keys=True).encode()
+    config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
+    layer_name = diff_id[7:] + "/layer.tar"
+    manifest = json.dumps([{"Config": config_name, "RepoTags": [ref], "Layers": [layer_name]}]).encode()
+    archive = work / "image.tar"
+    with tarfile.open(archive, "w") as tf:
+        for name, data in ((config_name, config_bytes), ("manifest.json", manifest)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        tf.add(rootfs, arcname=layer_name)
+    with open(archive, "rb") as fh:
+        c.images.load(fh)
     return c.images.get(ref).id
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def build(c: docker.DockerClient, suite: str, arch: str, mirror: str = DEBIAN_MIRROR) -> str:
@@ -78,7 +108,7 @@ def build(c: docker.DockerClient, suite: str, arch: str, mirror: str = DEBIAN_MI
                 f"mmdebstrap failed for {suite}/{arch} (exit {proc.returncode}): "
                 "see its output above; foreign architectures need qemu (make setup)"
             )
-        return import_rootfs(c, out, base_tag(suite, arch), f"linux/{arch}")
+        return load_rootfs(c, out, base_tag(suite, arch), arch, Path(tmp))
 
 
 def _has_platform_image(c: docker.DockerClient, ref: str, arch: str) -> bool:

@@ -67,7 +67,7 @@ def inputs_options(func):
     @click.option("--templates", type=click.Path(file_okay=False, path_type=Path),
                   help="Folder holding Dockerfile.j2 [default: the packaged template].")
     @click.option("--go", "go", multiple=True, metavar="VERSION",
-                  help="Go version(s) to select; repeatable; globs allowed (--go '1.2*').")
+                  help="Go version(s) to select; repeatable; globs allowed (--go '1.2*'); 'latest' is the newest.")
     @click.option("--platform", "platforms", multiple=True, callback=_platform,
                   metavar="OS/ARCH", help="Platform(s) to select: linux/amd64, linux/arm64.")
     @click.option("--variant", "variants", multiple=True, metavar="NAME",

@@ -234,7 +234,9 @@ def select(matrix: Matrix, selection: Selection) -> tuple[Cell, ...]:
         parse_platform(p)
         if p not in matrix.platforms:
             raise ConfigError(f"platform {p!r} is not in {matrix.path}: add it under 'platforms'")
-    for pattern in selection.go:
+    newest = max(matrix.go, key=lambda v: tuple(int(x) for x in v.split(".")))
+    patterns = tuple(newest if p == "latest" else p for p in selection.go)
+    for pattern in patterns:
         if not any(fnmatch.fnmatchcase(g, pattern) for g in matrix.go):
             raise ConfigError(
                 f"--go {pattern!r} matches no Go version in {matrix.path} "
@@ -243,7 +245,7 @@ def select(matrix: Matrix, selection: Selection) -> tuple[Cell, ...]:
     return tuple(
         c
         for c in matrix.cells()
-        if (not selection.go or any(fnmatch.fnmatchcase(c.go, p) for p in selection.go))
+        if (not patterns or any(fnmatch.fnmatchcase(c.go, p) for p in patterns))
         and (not selection.platforms or c.platform in selection.platforms)
         and (not selection.variants or c.variant.name in selection.variants)
     )

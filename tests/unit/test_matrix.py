@@ -80,3 +80,8 @@ def test_selectors_that_match_nothing_are_errors(selection, message):
     with pytest.raises(ConfigError) as err:
         select(parse(GOOD), selection)
     assert message in err.value.message
+
+
+def test_latest_selects_the_newest_version():
+    cells = select(parse(GOOD), Selection(go=("latest",), variants=("slim",)))
+    assert {c.go for c in cells} == {"1.23.4"}

@@ -1,0 +1,3 @@
+module gobuild.local/probe
+
+go 1.21

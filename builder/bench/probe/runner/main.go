@@ -1,0 +1,209 @@
+// Command runner runs one measured command inside a benchmark container and prints one line
+// "GOBUILD-RESULT {json}": wall, user and sys time, the child's peak RSS (VmHWM, polled, and
+// ru_maxrss), the cgroup's peak memory and OOM-kill count before and after.
+//
+// With -facts it prints "GOBUILD-FACTS {json}": the limits in force as the container's own
+// cgroup shows them (v1 and v2), CPU model, governor, load average, kernel, memory.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func read(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func readInt(path string) int64 {
+	v, err := strconv.ParseInt(read(path), 10, 64)
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
+// cgroup2 reports whether /sys/fs/cgroup is the unified hierarchy.
+func cgroup2() bool { return read("/sys/fs/cgroup/cgroup.controllers") != "" || exists("/sys/fs/cgroup/memory.max") }
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// keyed returns the value of "key N" lines in a flat-keyed cgroup file.
+func keyed(path, key string) int64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) >= 2 && fields[0] == key {
+			v, _ := strconv.ParseInt(fields[1], 10, 64)
+			return v
+		}
+	}
+	return -1
+}
+
+func memPeak() int64 {
+	if cgroup2() {
+		return readInt("/sys/fs/cgroup/memory.peak")
+	}
+	return readInt("/sys/fs/cgroup/memory/memory.max_usage_in_bytes")
+}
+
+func oomKills() int64 {
+	if cgroup2() {
+		return keyed("/sys/fs/cgroup/memory.events", "oom_kill")
+	}
+	return keyed("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill")
+}
+
+func vmHWM(pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		line := s.Text()
+		if strings.HasPrefix(line, "VmHWM:") {
+			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return -1
+}
+
+type result struct {
+	Argv          []string `json:"argv"`
+	ExitCode      int      `json:"exit_code"`
+	Signal        string   `json:"signal,omitempty"`
+	WallNS        int64    `json:"wall_ns"`
+	UserNS        int64    `json:"user_ns"`
+	SysNS         int64    `json:"sys_ns"`
+	MaxRSSBytes   int64    `json:"maxrss_bytes"`
+	VmHWMBytes    int64    `json:"vmhwm_bytes"`
+	CgroupPeak    int64    `json:"cgroup_peak_bytes"`
+	OOMKillsDelta int64    `json:"oom_kills"`
+}
+
+func run(argv []string, quiet bool) result {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if !quiet {
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	}
+	oom0 := oomKills()
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "runner:", err)
+		os.Exit(127)
+	}
+	var hwm int64 = -1
+	done := make(chan struct{})
+	go func() { // VmHWM vanishes with the process: poll it while it runs
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if v := vmHWM(cmd.Process.Pid); v > hwm {
+					hwm = v
+				}
+			}
+		}
+	}()
+	_ = cmd.Wait()
+	wall := time.Since(start)
+	close(done)
+	r := result{Argv: argv, WallNS: wall.Nanoseconds(), VmHWMBytes: hwm, CgroupPeak: memPeak()}
+	if oom1 := oomKills(); oom0 >= 0 && oom1 >= 0 {
+		r.OOMKillsDelta = oom1 - oom0
+	}
+	st := cmd.ProcessState
+	r.ExitCode = st.ExitCode()
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		r.Signal = ws.Signal().String()
+	}
+	if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
+		r.UserNS = ru.Utime.Nano()
+		r.SysNS = ru.Stime.Nano()
+		r.MaxRSSBytes = ru.Maxrss * 1024
+	}
+	if r.VmHWMBytes < r.MaxRSSBytes {
+		r.VmHWMBytes = r.MaxRSSBytes // the last poll can miss the final growth
+	}
+	return r
+}
+
+func facts() map[string]any {
+	f := map[string]any{}
+	if cgroup2() {
+		f["cgroup_version"] = 2
+		f["cpu_max"] = read("/sys/fs/cgroup/cpu.max")
+		f["memory_max"] = read("/sys/fs/cgroup/memory.max")
+		f["cpuset"] = read("/sys/fs/cgroup/cpuset.cpus.effective")
+		f["pids_max"] = read("/sys/fs/cgroup/pids.max")
+	} else {
+		f["cgroup_version"] = 1
+		f["cpu_quota_us"] = readInt("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+		f["cpu_period_us"] = readInt("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+		f["memory_limit"] = read("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+		f["memsw_limit"] = read("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+		f["cpuset"] = read("/sys/fs/cgroup/cpuset/cpuset.effective_cpus")
+		if f["cpuset"] == "" {
+			f["cpuset"] = read("/sys/fs/cgroup/cpuset/cpuset.cpus")
+		}
+		f["pids_max"] = read("/sys/fs/cgroup/pids/pids.max")
+	}
+	f["kernel"] = read("/proc/sys/kernel/osrelease")
+	f["loadavg"] = read("/proc/loadavg")
+	f["governor"] = read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+	if cpu, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(cpu), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			k = strings.TrimSpace(k)
+			if ok && (k == "model name" || k == "Model" || k == "CPU part") {
+				if _, seen := f["cpu_model"]; !seen || k == "model name" {
+					f["cpu_model"] = strings.TrimSpace(v)
+				}
+			}
+		}
+	}
+	f["host_memory_kb"] = keyed("/proc/meminfo", "MemTotal:")
+	f["nproc_online"] = read("/sys/devices/system/cpu/online")
+	return f
+}
+
+func main() {
+	showFacts := flag.Bool("facts", false, "print the container's limits and host facts")
+	quiet := flag.Bool("quiet", false, "discard the command's output")
+	flag.Parse()
+	if *showFacts {
+		b, _ := json.Marshal(facts())
+		fmt.Println("GOBUILD-FACTS " + string(b))
+		return
+	}
+	if flag.NArg() == 0 {
+		fmt.Fprintln(os.Stderr, "usage: runner [-quiet] command [args...]")
+		os.Exit(2)
+	}
+	b, _ := json.Marshal(run(flag.Args(), *quiet))
+	fmt.Println("GOBUILD-RESULT " + string(b))
+}
