@@ -263,7 +263,7 @@ def base_cmd(platforms, suite: str, mirror: str, force: bool) -> None:
 
 
 # The longer commands live in their own modules and register themselves on `main`.
-from . import cli_images  # noqa: E402,F401
+from . import cli_bench, cli_images  # noqa: E402,F401
 
 if __name__ == "__main__":  # python -m builder.cli
     main()

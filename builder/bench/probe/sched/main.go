@@ -1,5 +1,6 @@
 // Command sched measures goroutine-creation latency: the time from a `go` statement to the
-// first instruction of the new goroutine, for n goroutines, and prints P50/P95/P99/max.
+// first instruction of the new goroutine, one goroutine at a time (so that it measures
+// creation and scheduling, not a queue of runnable goroutines), and prints P50/P95/P99/max.
 package main
 
 import (
@@ -8,7 +9,6 @@ import (
 	"fmt"
 	"runtime"
 	"sort"
-	"sync"
 	"time"
 )
 
@@ -16,16 +16,12 @@ func main() {
 	n := flag.Int("n", 20000, "goroutines to create")
 	flag.Parse()
 	lat := make([]int64, *n)
-	var wg sync.WaitGroup
-	wg.Add(*n)
+	started := make(chan int64)
 	for i := 0; i < *n; i++ {
 		start := time.Now()
-		go func(i int, start time.Time) {
-			lat[i] = time.Since(start).Nanoseconds()
-			wg.Done()
-		}(i, start)
+		go func() { started <- time.Since(start).Nanoseconds() }()
+		lat[i] = <-started
 	}
-	wg.Wait()
 	sort.Slice(lat, func(a, b int) bool { return lat[a] < lat[b] })
 	q := func(p float64) int64 { return lat[int(p*float64(len(lat)-1))] }
 	out := map[string]any{

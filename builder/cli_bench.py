@@ -1,0 +1,113 @@
+"""`gobuild bench`."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+
+import click
+
+from . import engine
+from .cli import Inputs, inputs_options, json_option, main
+from .errors import BenchError, ConfigError
+from .matrix import Selection
+
+
+def _images(c, inputs: Inputs, images: tuple[str, ...]) -> tuple[str, ...]:
+    from .build import image_tag
+
+    if images:
+        refs = images
+    else:
+        sel = inputs.selection
+        if sel == Selection():
+            sel = Selection(go=("latest",), platforms=(f"linux/{engine.host_arch()}",), variants=("slim",))
+        from .matrix import select
+
+        lock = inputs.lock()
+        refs = tuple(image_tag(lock.release(cell), cell) for cell in select(inputs.matrix(), sel))
+    for ref in refs:
+        if engine.image_labels(c, ref) is None:
+            raise ConfigError(
+                f"no image {ref} in the engine: build it first (gobuild images) or pass --image TAG"
+            )
+    return refs
+
+
+@main.command("bench")
+@inputs_options
+@click.option("--image", "images", multiple=True, metavar="TAG",
+              help="Image(s) to bench instead of matrix cells; repeatable.")
+@click.option("--cpus", default="1", show_default=True, help="CPU limit, as docker run --cpus (0.5, 2).")
+@click.option("--memory", default="2g", show_default=True, help="Memory limit, as docker run --memory (512m, 2g); swap off.")
+@click.option("--cpuset", metavar="LIST", help="CPUs to pin to, as docker run --cpuset-cpus (0-1).")
+@click.option("--suite", "suites", multiple=True,
+              type=click.Choice(["compile", "memory", "sched", "tooling", "memstats", "gotest"]),
+              help="Suite(s) to run; repeatable [default: all six].")
+@click.option("--runs", default=10, show_default=True, type=click.IntRange(1, 1000), help="Measured runs per configuration.")
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(0, 100), help="Warm-up runs, discarded.")
+@click.option("--gomaxprocs", metavar="LIST", help="GOMAXPROCS values, e.g. 1,2,4 [default: the CPU limit rounded up].")
+@click.option("--workload", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Bench your own module (its go.mod folder) instead of the embedded one.")
+@click.option("--modules", default=20, show_default=True, type=click.IntRange(1, 200), help="Embedded workload: modules.")
+@click.option("--packages", default=100, show_default=True, type=click.IntRange(1, 2000), help="Embedded workload: packages.")
+@click.option("--compile-target", type=click.Choice(["workload", "std"]), default="workload",
+              show_default=True, help="What the compile suite builds with go build -a.")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder [default: results/<UTC timestamp>].")
+@click.option("--seed", default=1, show_default=True, type=int, help="Seed of the run-order shuffle.")
+@click.option("--cleanup", is_flag=True, help="Only remove containers and volumes left by earlier crashed runs.")
+@json_option
+def bench_cmd(inputs: Inputs, images, cpus, memory, cpuset, suites, runs, warmup, gomaxprocs,
+              workload, modules, packages, compile_target, output, seed, cleanup, as_json) -> None:
+    """Measure the Go toolchain in containers under cgroup CPU and memory limits.
+
+    Suites: compile (go build -a, cold cache, per GOMAXPROCS), memory (peak memory of go env,
+    go list -m all, go build, and a go test binary), sched (goroutine-creation latency),
+    tooling (go list -deps, go mod graph, go list -m all), memstats (runtime.MemStats against
+    the cgroup's counters), gotest (go test -bench -benchmem with CPU and memory profiles).
+
+    Writes results.json, bench.txt (Go benchmark format: benchstat old/bench.txt new/bench.txt),
+    report.md and profiles/ into --output, and prints a summary. Images whose architecture
+    differs from the engine's run under emulation and are marked so everywhere.
+
+    \b
+    Examples:
+      gobuild bench --cpus 0.5 --memory 2g
+      gobuild bench --go 1.22 --go 1.27 --variant slim --platform linux/amd64 --suite compile
+      gobuild bench --image gobuild/go:1.27.3-bookworm-amd64 --gomaxprocs 1,2 --runs 20
+      gobuild bench --cleanup
+    """
+    from .bench.options import BenchOptions, parse_cpus, parse_gomaxprocs, parse_memory
+    from .bench.output import summary_text, write_all
+    from .bench.run import cleanup_on_exit, run_bench
+
+    cpus_value, memory_value = parse_cpus(cpus), parse_memory(memory)  # syntax, before the engine
+    procs = parse_gomaxprocs(gomaxprocs) if gomaxprocs else (max(1, math.ceil(cpus_value)),)
+    c = engine.client()
+    if cleanup:
+        n = engine.remove_labelled(c)
+        click.echo(f"removed {n} containers and volumes left by earlier gobuild runs")
+        return
+    facts = engine.facts(c)
+    cpus_value, memory_value = parse_cpus(cpus, facts.cpus), parse_memory(memory, facts.memory_bytes)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    opts = BenchOptions(
+        images=_images(c, inputs, images), cpus=cpus_value, memory=memory_value, cpuset=cpuset,
+        suites=tuple(dict.fromkeys(suites)) or ("compile", "memory", "sched", "tooling", "memstats", "gotest"),
+        runs=runs, warmup=warmup, gomaxprocs=procs, workload=workload,
+        workload_modules=modules, workload_packages=packages, compile_target=compile_target,
+        output=output or Path("results") / stamp, seed=seed,
+    )
+    run_id = engine.new_run_id()
+    with cleanup_on_exit(c, run_id):
+        results, txt, profiles = run_bench(c, opts, run_id)
+    write_all(opts.output, results, txt, profiles)
+    click.echo(json.dumps(results, indent=2, sort_keys=True) if as_json else summary_text(results))
+    click.echo(f"bench: wrote {opts.output}/results.json, bench.txt, report.md", err=True)
+    if results["oom"] or results["failed_runs"]:
+        raise BenchError(
+            f"{results['failed_runs']} measured run(s) failed"
+            f"{' (OOM-killed: raise --memory)' if results['oom'] else ''}; the other results are in {opts.output}"
+        )
