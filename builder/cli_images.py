@@ -94,6 +94,8 @@ def images_cmd(inputs: Inputs, push: bool, registry: str | None, verify: bool, f
         from .registry import push as push_images
 
         joined = push_images(c, images, registry)
+    click.echo(f"downloaded {downloaded} bytes; verified {len(images) if verify else 0} images",
+               err=True)
     if as_json:
         emit([i.as_json() for i in images], True, "")
         return
@@ -101,8 +103,6 @@ def images_cmd(inputs: Inputs, push: bool, registry: str | None, verify: bool, f
         click.echo(f"{i.status:<11} {i.tag:<36} {i.platform:<12} {i.size / 1e6:7.1f} MB  {i.image_id[7:19]}")
     for t in joined:
         click.echo(f"{'pushed':<11} {t}")
-    click.echo(f"downloaded {downloaded} bytes; verified {len(images) if verify else 0} images",
-               err=True)
 
 
 @main.command("pull")
