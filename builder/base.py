@@ -11,9 +11,9 @@ import hashlib
 import io
 import json
 import shutil
-import tarfile
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -102,7 +102,7 @@ def build(c: docker.DockerClient, suite: str, arch: str, mirror: str = DEBIAN_MI
         argv = mmdebstrap_argv(suite, arch, BASE_PACKAGES, out, mirror)
         print(f"gobuild: building {base_tag(suite, arch)} from {mirror} (mmdebstrap)",
               file=sys.stderr)
-        proc = subprocess.run(argv, stdout=sys.stderr, stderr=sys.stderr)
+        proc = subprocess.run(argv, stdout=sys.stderr, stderr=sys.stderr, check=False)
         if proc.returncode != 0:
             raise EngineError(
                 f"mmdebstrap failed for {suite}/{arch} (exit {proc.returncode}): "

@@ -140,7 +140,7 @@ def _run_build(c: docker.DockerClient, p: Planned, folder: Path, use_buildx: boo
     if use_buildx:
         proc = subprocess.run(
             buildx_argv(folder, p.tag, p.cell.platform, p.base_ref, p.digest),
-            stdout=sys.stderr, stderr=sys.stderr,
+            stdout=sys.stderr, stderr=sys.stderr, check=False,
         )
         if proc.returncode != 0:
             raise BuildError(

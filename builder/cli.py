@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from . import __version__, engine
-from .errors import CheckFailed, ConfigError, GobuildError, Interrupted
+from .errors import CheckFailed, GobuildError, Interrupted
 from .matrix import PLATFORMS, Selection
 
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
@@ -263,7 +263,7 @@ def base_cmd(platforms, suite: str, mirror: str, force: bool) -> None:
 
 
 # The longer commands live in their own modules and register themselves on `main`.
-from . import cli_bench, cli_images  # noqa: E402,F401
+from . import cli_bench, cli_images  # noqa: F401
 
 if __name__ == "__main__":  # python -m builder.cli
     main()

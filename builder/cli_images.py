@@ -16,8 +16,7 @@ from .cli import Inputs, emit, inputs_options, json_option, main
 def download_progress() -> Iterator:
     """A rich progress bar on stderr for downloads (only drawn on a terminal)."""
     from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                               TransferSpeedColumn)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     console = Console(stderr=True)
     if not console.is_terminal:

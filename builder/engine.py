@@ -81,7 +81,7 @@ def buildx_version() -> str | None:
         return None
     try:
         out = subprocess.run(
-            ["docker", "buildx", "version"], capture_output=True, text=True, timeout=30
+            ["docker", "buildx", "version"], capture_output=True, text=True, timeout=30, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

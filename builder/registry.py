@@ -60,7 +60,8 @@ def push(c: docker.DockerClient, images: list[Built], registry: str) -> list[str
     for (version, variant), sources in sorted(groups.items()):
         minor = ".".join(version.split(".")[:2])
         targets = [f"{repo}:{version}-{variant}", f"{repo}:{minor}-{variant}"]
-        proc = subprocess.run(imagetools_argv(targets, sorted(sources)), capture_output=True, text=True)
+        proc = subprocess.run(imagetools_argv(targets, sorted(sources)), capture_output=True,
+                              text=True, check=False)
         if proc.returncode != 0:
             raise RegistryError(
                 f"joining {targets[0]} failed: {proc.stderr.strip().splitlines()[-1:]}: "

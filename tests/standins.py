@@ -14,6 +14,7 @@ import tarfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 
 def go_tarball(version: str, extra: dict[str, bytes] | None = None, tree: Path | None = None) -> bytes:
@@ -65,7 +66,7 @@ class GoDev:
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
 
     def log_message(self, *args):  # keep test output clean
         pass
@@ -120,7 +121,7 @@ class Served:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/dl/"
 
-    def __enter__(self) -> "Served":
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 

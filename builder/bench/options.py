@@ -1,6 +1,7 @@
 """Bench options: one frozen object, with the limits parsed the way `docker run` parses them."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ def parse_cpus(text: str, host_cpus: int | None = None) -> float:
         cpus = float(text)
     except ValueError:
         raise ConfigError(f"--cpus {text!r} is not a number of CPUs (for example 0.5 or 2)") from None
-    if not cpus > 0 or cpus != cpus or round(cpus * 1e9) < 1:
+    if not cpus > 0 or math.isnan(cpus) or round(cpus * 1e9) < 1:
         raise ConfigError(f"--cpus {text!r} must be more than 0 (for example 0.5 or 2)")
     if host_cpus and cpus > host_cpus:
         raise ConfigError(f"--cpus {text} is more than the engine's {host_cpus} CPUs: ask for at most {host_cpus}")

@@ -123,13 +123,13 @@ def report_md(results: dict) -> str:
     out = [
         f"# gobuild bench {results['run_id']}", "",
         f"- started {results['started']}, finished {results['finished']}",
-        f"- engine {host['engine_version']} ({host['engine_arch']}), kernel {host.get('kernel')}, "
-        f"cgroup v{host.get('cgroup_version')}, CPU {host.get('cpu_model')}, governor "
-        f"{host.get('governor') or 'unknown'}, load at start {host.get('loadavg_start')}",
-        f"- requested {lim['requested']['cpus']:g} CPUs, {format_memory(lim['requested']['memory'])}; "
-        f"in force {lim['effective']['cpus']:g} CPUs, {lim['effective']['memory']} bytes",
-        f"- {results['options']['runs']} measured runs after {results['options']['warmup']} warm-up, "
-        "configurations interleaved and shuffled each round", "",
+        (f"- engine {host['engine_version']} ({host['engine_arch']}), kernel {host.get('kernel')}, "
+         f"cgroup v{host.get('cgroup_version')}, CPU {host.get('cpu_model')}, governor "
+         f"{host.get('governor') or 'unknown'}, load at start {host.get('loadavg_start')}"),
+        (f"- requested {lim['requested']['cpus']:g} CPUs, {format_memory(lim['requested']['memory'])}; "
+         f"in force {lim['effective']['cpus']:g} CPUs, {lim['effective']['memory']} bytes"),
+        (f"- {results['options']['runs']} measured runs after {results['options']['warmup']} warm-up, "
+         "configurations interleaved and shuffled each round"), "",
     ]
     for w in results["warnings"]:
         out.append(f"> **warning:** {w}")

@@ -261,7 +261,7 @@ def rounds(bench: Bench, cfgs: list[Config], opts: BenchOptions) -> dict[str, Re
             start = time.monotonic()
             s = bench.sample(cfg)
             took = time.monotonic() - start
-            state = "OOM" if s.get("oom") else ("failed" if "error" in s and s["error"] else f"{took:.1f} s")
+            state = "OOM" if s.get("oom") else ("failed" if s.get("error") else f"{took:.1f} s")
             bench.log(f"round {r + 1}/{total} ({phase}) {i}/{len(order)} {cfg.name}"
                       f"{'-' + str(cfg.gomaxprocs) if cfg.gomaxprocs else ''} {cfg.target.ref}: {state}")
             if r < opts.warmup:

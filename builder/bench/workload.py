@@ -102,7 +102,7 @@ def module_graph(modules: int = 20, packages: int = 100) -> dict[str, bytes]:
             gomod += "\nrequire (\n" + "".join(f"\t{_module(d)} {VERSION}\n" for d in deps) + ")\n"
         zbuf = io.BytesIO()
         with zipfile.ZipFile(zbuf, "w", zipfile.ZIP_DEFLATED) as zf:
-            def add(name: str, data: str) -> None:
+            def add(name: str, data: str, mod: str = mod) -> None:
                 info = zipfile.ZipInfo(f"{mod}@{VERSION}/{name}", date_time=STAMP)
                 info.compress_type = zipfile.ZIP_DEFLATED
                 zf.writestr(info, data)

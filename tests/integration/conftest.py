@@ -30,7 +30,7 @@ def gobuild(*args: str, cwd: Path = ROOT, env: dict | None = None, check: bool =
             timeout: float = 1800) -> subprocess.CompletedProcess:
     """Run the installed console script as a user would."""
     proc = subprocess.run([GOBUILD, *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+                          env={**os.environ, **(env or {})}, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"gobuild {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc
@@ -78,8 +78,8 @@ def registry(tmp_path_factory, docker_client):
         "storage": {"filesystem": {"rootdirectory": str(folder / "data")}, "delete": {"enabled": True}},
         "http": {"addr": f"127.0.0.1:{port}"},
     }))
-    proc = subprocess.Popen([exe, "serve", str(config)], stdout=subprocess.DEVNULL,
-                            stderr=open(folder / "registry.log", "w"))
+    log = open(folder / "registry.log", "w")  # noqa: SIM115 - open for the server's lifetime
+    proc = subprocess.Popen([exe, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=log)
     try:
         for _ in range(100):
             try:
@@ -96,3 +96,4 @@ def registry(tmp_path_factory, docker_client):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()

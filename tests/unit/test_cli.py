@@ -34,7 +34,7 @@ def test_matrix_lists_identifiers_and_json(cli, project):
 def run_cli(*args, cwd):
     """The installed console script in a subprocess: what a user's shell sees."""
     exe = shutil.which("gobuild", path=str(__import__("pathlib").Path(sys.executable).parent))
-    return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, check=False)
 
 
 @pytest.mark.parametrize(
@@ -86,7 +86,7 @@ def test_doctor_without_a_daemon_says_so_and_names_the_fix(tmp_path):
     import os
     proc = subprocess.run(
         [sys.executable, "-m", "builder.cli", "doctor"], capture_output=True, text=True,
-        env={**os.environ, **env},
+        env={**os.environ, **env}, check=False,
     )
     assert proc.returncode == 5
     assert "MISSING engine" in proc.stdout and "no daemon" in proc.stdout
