@@ -185,7 +185,9 @@ def container(c: docker.DockerClient, **kw) -> Iterator[docker.models.containers
     try:
         yield ctr
     finally:
-        with contextlib.suppress(docker.errors.NotFound):
+        # Never let a failed removal hide what ended the block (an interrupted connection can
+        # fail here); the run-level cleanup (remove_labelled) removes whatever is left.
+        with contextlib.suppress(Exception):
             ctr.remove(force=True, v=True)
 
 

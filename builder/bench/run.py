@@ -24,22 +24,31 @@ def _now() -> str:
 
 @contextlib.contextmanager
 def cleanup_on_exit(c: docker.DockerClient, run_id: str) -> Iterator[None]:
-    """Remove the run's containers and volumes however the block ends. SIGTERM is turned into
-    Ctrl-C, and a second Ctrl-C during the cleanup is ignored so the cleanup finishes."""
-    def on_term(signum, frame):
+    """Remove the run's containers and volumes however the block ends.
+
+    The first Ctrl-C (or SIGTERM) stops the run; any further one is ignored, so that a second
+    press cannot break off the cleanup half-way."""
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
         raise KeyboardInterrupt
 
-    old_term = signal.signal(signal.SIGTERM, on_term)
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stopping = True
         try:
             engine.remove_labelled(c, run_id)
+        except Exception:  # noqa: BLE001 - the interrupted connection may be broken: retry anew
+            engine.remove_labelled(engine.client(), run_id)
         finally:
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, old_term)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
 
 
 def effective_limits(facts: dict) -> dict:
