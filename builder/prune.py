@@ -18,6 +18,8 @@ PRUNE: tuple[tuple[str, str], ...] = (
     ("misc/", "editor, wasm and cgo test support files"),
     ("test/", "the Go project's compiler test suite"),
     ("lib/wasm/", "wasm_exec.js, for GOOS=js and wasip1 only"),
+    ("lib/fips140/", "frozen FIPS 140 module snapshots, read only when GOFIPS140 names one"),
+    ("bin/gofmt", "the formatter: go build and go test never call it (go fmt does)"),
     ("src/cmd/", "sources of the go command and tools; their binaries are in bin/ and pkg/tool/"),
     ("src/**/testdata/", "test fixtures of the standard library"),
     ("src/**/*_test.go", "tests of the standard library"),

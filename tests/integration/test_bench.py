@@ -131,3 +131,6 @@ def test_ctrl_c_leaves_no_container_with_the_run_label(default_image, tmp_path, 
     finally:
         if proc.poll() is None:
             proc.kill()
+        if run_id:  # leave nothing behind even when an assertion above failed
+            from builder import engine
+            engine.remove_labelled(docker_client, run_id)

@@ -65,7 +65,18 @@ def test_a_second_run_rebuilds_nothing_and_json_filters_by_platform(built):
     assert elapsed < 30
 
 
-def test_push_join_and_pull_back_by_platform(built, registry, docker_client):
+@pytest.fixture
+def registry_tags(registry, docker_client):
+    """Remove the local tags that name the test registry (the images themselves stay)."""
+    yield registry
+    for img in docker_client.images.list():
+        for tag in img.tags:
+            if tag.startswith(registry + "/"):
+                docker_client.images.remove(tag)
+
+
+def test_push_join_and_pull_back_by_platform(built, registry_tags, docker_client):
+    registry = registry_tags
     _, images = built
     ns = f"{registry}/gobuild"
     proc = gobuild("images", "--go", GO, "--push", "--registry", ns)
@@ -88,7 +99,8 @@ def test_push_join_and_pull_back_by_platform(built, registry, docker_client):
     assert img.attrs["Architecture"] == "arm64" and img.id == image_id
 
 
-def test_pull_refuses_an_image_whose_toolchain_differs_from_the_lock(built, registry, project):
+def test_pull_refuses_an_image_whose_toolchain_differs_from_the_lock(built, registry_tags, project):
+    registry = registry_tags
     lock = project / "images" / "lock.json"
     data = json.loads(lock.read_text())
     data["go"][GO]["files"]["arm64"]["sha256"] = "0" * 64
