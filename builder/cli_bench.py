@@ -54,13 +54,17 @@ def _images(c, inputs: Inputs, images: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--packages", default=100, show_default=True, type=click.IntRange(1, 2000), help="Embedded workload: packages.")
 @click.option("--compile-target", type=click.Choice(["workload", "std"]), default="workload",
               show_default=True, help="What the compile suite builds with go build -a.")
+@click.option("--bench-package", metavar="PKG",
+              help="Package whose tests and benchmarks the memory and gotest suites run "
+                   "[default: ./benchpkg of the embedded workload, . of --workload].")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder [default: results/<UTC timestamp>].")
 @click.option("--seed", default=1, show_default=True, type=int, help="Seed of the run-order shuffle.")
 @click.option("--cleanup", is_flag=True, help="Only remove containers and volumes left by earlier crashed runs.")
 @json_option
 def bench_cmd(inputs: Inputs, images, cpus, memory, cpuset, suites, runs, warmup, gomaxprocs,
-              workload, modules, packages, compile_target, output, seed, cleanup, as_json) -> None:
+              workload, modules, packages, compile_target, bench_package, output, seed, cleanup,
+              as_json) -> None:
     """Measure the Go toolchain in containers under cgroup CPU and memory limits.
 
     Suites: compile (go build -a, cold cache, per GOMAXPROCS), memory (peak memory of go env,
@@ -98,6 +102,7 @@ def bench_cmd(inputs: Inputs, images, cpus, memory, cpuset, suites, runs, warmup
         suites=tuple(dict.fromkeys(suites)) or ("compile", "memory", "sched", "tooling", "memstats", "gotest"),
         runs=runs, warmup=warmup, gomaxprocs=procs, workload=workload,
         workload_modules=modules, workload_packages=packages, compile_target=compile_target,
+        bench_package=bench_package or ("." if workload else "./benchpkg"),
         output=output or Path("results") / stamp, seed=seed,
     )
     run_id = engine.new_run_id()

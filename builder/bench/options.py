@@ -75,6 +75,7 @@ class BenchOptions:
     workload_modules: int
     workload_packages: int
     compile_target: str  # "workload" or "std"
+    bench_package: str  # the package whose tests the memory and gotest suites run
     output: Path
     seed: int
 

@@ -81,7 +81,7 @@ def bench_txt(targets: list[Target], records: list[Record], gotest: dict[str, st
                 values = "  ".join(f"{s[m]} {u}" for m, u in METRICS[cfg.suite] if s.get(m, -1) >= 0)
                 lines.append(f"Benchmark{cfg.name}{procs}  {iters}  {values}")
         if t.ref in gotest:
-            lines.append("pkg: example.com/workload/benchpkg")
+            lines += [ln.strip() for ln in gotest[t.ref].splitlines() if ln.startswith("pkg: ")][:1]
             lines += [ln.strip() for ln in gotest[t.ref].splitlines() if _BENCH_LINE.match(ln.strip())]
         lines.append("")
     return "\n".join(lines)
@@ -93,7 +93,9 @@ def _fmt(metric: str, v: float | None) -> str:
     if metric.endswith("bytes") or metric in ("heap_alloc", "heap_sys", "sys") or metric.startswith("cgroup_"):
         return f"{v / 2**20:.1f} MiB"
     if metric.endswith("_ns"):
-        return f"{v / 1e9:.3f} s" if v >= 1e8 else f"{v / 1e3:.1f} µs"
+        if v >= 1e9:
+            return f"{v / 1e9:.2f} s"
+        return f"{v / 1e6:.1f} ms" if v >= 1e6 else f"{v / 1e3:.1f} µs"
     return f"{v:g}"
 
 

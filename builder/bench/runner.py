@@ -137,11 +137,10 @@ class Bench:
             o.workload_modules, o.workload_packages)
         files.update(workload.probe_files())
         if o.workload:
-            download, bench_pkg, network = "go mod download", ".", True
+            download, network = "go mod download", True
         else:
-            download, bench_pkg, network = (f"GOPROXY=file://{MOUNT}/proxy go mod download all",
-                                            "./benchpkg", False)
-        script = PREP.format(m=MOUNT, download=download, bench_pkg=bench_pkg)
+            download, network = f"GOPROXY=file://{MOUNT}/proxy go mod download all", False
+        script = PREP.format(m=MOUNT, download=download, bench_pkg=o.bench_package)
         self.log(f"preparing {ref} ({target.platform}{', emulated' if target.emulated else ''}): "
                  "workload, module cache, probes")
         kw = self._kwargs(target, ["sh", "-c", script], limits=False, user="0", network=network)
@@ -153,7 +152,8 @@ class Bench:
             out = ctr.logs().decode("utf-8", "replace")
         if status.get("StatusCode") != 0 or "GOBUILD-PREPARED" not in out:
             tail = " | ".join(out.strip().splitlines()[-3:])
-            raise BenchError(f"preparing {ref} failed: {tail}")
+            raise BenchError(f"preparing {ref} failed ({tail}): does the workload build, and does "
+                             f"--bench-package {o.bench_package} name a package with tests?")
         return target
 
     def facts(self, target: Target) -> dict:
@@ -185,7 +185,7 @@ class Bench:
     def gotest(self, target: Target, runs: int) -> tuple[str, dict[str, bytes], bool]:
         """go test -bench . -benchmem -count=runs with CPU and memory profiles; returns the
         benchmark output, the profiles and whether it was OOM-killed."""
-        pkg = "." if self.opts.workload else "./benchpkg"
+        pkg = self.opts.bench_package
         cmd = ["go", "test", "-run", "^$", "-bench", ".", "-benchmem", f"-count={runs}",
                "-cpuprofile", f"{MOUNT}/out/cpu.pprof", "-memprofile", f"{MOUNT}/out/mem.pprof",
                "-o", f"{MOUNT}/out/workload.test", pkg]
