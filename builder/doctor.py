@@ -37,9 +37,9 @@ class Report:
         lines = []
         for c in self.checks:
             mark = "ok     " if c.ok else "MISSING"
-            lines.append(f"{mark} {c.name:<10} {c.detail}")
+            lines.append(f"{mark} {c.name:<15} {c.detail}")
             if not c.ok and c.fix:
-                lines.append(f"        {'':<10} fix: {c.fix}")
+                lines.append(f"        {'':<15} fix: {c.fix}")
         return "\n".join(lines)
 
 
@@ -54,7 +54,7 @@ def diagnose() -> Report:
                    f"{f.memory_bytes / 2**30:.1f} GiB",
         ))
     except EngineError as exc:
-        checks.append(Check(name="engine", ok=False, detail=exc.message.split(":")[0] + " (no daemon)",
+        checks.append(Check(name="engine", ok=False, detail=exc.message.split(" (")[0] + " (no daemon running)",
                             fix=f"{SETUP}, or start it: dockerd &"))
     bx = engine.buildx_version()
     checks.append(Check(name="buildx", ok=bx is not None, detail=bx or "docker buildx not found",
