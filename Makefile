@@ -19,8 +19,8 @@ unit: setup
 
 demo: setup
 	$(GOBUILD) base
-	$(GOBUILD) images --go latest --verify
-	$(GOBUILD) bench --cpus 0.5 --memory 2g --runs 3 --suite compile --suite tooling --suite sched
+	$(GOBUILD) images --go latest
+	$(GOBUILD) bench --cpus 0.5 --memory 2g --runs 3 --warmup 0 --suite compile --suite tooling --suite sched
 
 lint: setup
 	$(VENV)/bin/ruff check builder tests benchmarks
