@@ -49,7 +49,7 @@ def quantile(sorted_xs: list[float], q: float) -> float:
 
 def outliers(xs: list[float], threshold: float = 3.5) -> int:
     """How many samples lie more than `threshold` robust z-scores (MAD) from the median."""
-    if len(xs) < 3:
+    if len(xs) < 5:  # too few runs for a robust spread: no verdict
         return 0
     med = statistics.median(xs)
     mad = statistics.median(abs(x - med) for x in xs)
