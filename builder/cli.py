@@ -46,11 +46,6 @@ def _default_matrix() -> Path:
     return local if local.is_file() else PACKAGE_DATA / "matrix.yaml"
 
 
-def _default_lock(matrix: Path) -> Path:
-    beside = matrix.parent / "lock.json"
-    return beside
-
-
 def _platform(ctx, param, values):
     from .matrix import parse_platform
 
@@ -77,7 +72,7 @@ def inputs_options(func):
         matrix_path = matrix_path or _default_matrix()
         kw["inputs"] = Inputs(
             matrix_path=matrix_path,
-            lock_path=lock_path or _default_lock(matrix_path),
+            lock_path=lock_path or matrix_path.parent / "lock.json",
             templates=templates,
             selection=Selection(go=go, platforms=platforms, variants=variants),
         )

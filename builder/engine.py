@@ -98,14 +98,6 @@ def emulators() -> dict[str, bool]:
     return found
 
 
-def can_run(arch: str) -> bool:
-    """Whether this host runs linux/<arch> containers, natively or under qemu."""
-    if arch == host_arch():
-        return True
-    name = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64", "arm": "qemu-arm"}.get(arch)
-    return bool(name and emulators().get(name))
-
-
 def image_labels(c: docker.DockerClient, ref: str) -> dict[str, str] | None:
     """The labels of a local image, or None when the engine has no such image."""
     try:

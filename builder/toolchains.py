@@ -10,11 +10,9 @@ Layout under ``$XDG_CACHE_HOME/gobuild`` (default ``~/.cache/gobuild``):
 from __future__ import annotations
 
 import calendar
-import contextlib
 import hashlib
 import os
 import shutil
-import stat
 import tarfile
 import zipfile
 from collections.abc import Callable, Iterable
@@ -207,13 +205,3 @@ def unpack(cache: Cache, art: Artifact, version: str) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
     return tree
 
-
-def tree_size(root: Path) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(root):
-        for f in files:
-            with contextlib.suppress(OSError):
-                st = os.lstat(os.path.join(dirpath, f))
-                if stat.S_ISREG(st.st_mode):
-                    total += st.st_size
-    return total
