@@ -22,6 +22,7 @@ import docker.errors
 
 from .errors import EngineError
 from .matrix import Variant
+from .toolchains import sha256_file
 
 BASE_REPO = "gobuild/base"
 BASE_PACKAGES = ("ca-certificates", "git", "gcc", "libc6-dev", "busybox-static")
@@ -61,7 +62,7 @@ def load_rootfs(c: docker.DockerClient, rootfs: Path, ref: str, arch: str, work:
     image is written in the docker-archive format (manifest, config, layer) and loaded; the
     config names the architecture and a fixed creation date, as reproducible builders do.
     """
-    diff_id = "sha256:" + _sha256(rootfs)
+    diff_id = "sha256:" + sha256_file(rootfs)
     config = {
         "architecture": arch, "os": "linux", "created": EPOCH,
         "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
@@ -83,14 +84,6 @@ def load_rootfs(c: docker.DockerClient, rootfs: Path, ref: str, arch: str, work:
     with open(archive, "rb") as fh:
         c.images.load(fh)
     return c.images.get(ref).id
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def build(c: docker.DockerClient, suite: str, arch: str, mirror: str = DEBIAN_MIRROR) -> str:

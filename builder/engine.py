@@ -17,6 +17,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import requests
 
 from .errors import EngineError
 
@@ -187,8 +188,6 @@ def container(c: docker.DockerClient, **kw) -> Iterator[docker.models.containers
 def run(c: docker.DockerClient, timeout: float = 3600, **kw) -> Finished:
     """Run a container to its end (or kill it after timeout seconds) and return its exit code,
     output and OOM flag."""
-    import requests
-
     with container(c, **kw) as ctr:
         ctr.start()
         timed_out = False

@@ -14,6 +14,7 @@ from ..errors import BenchError
 from . import output
 from .options import BenchOptions
 from .runner import Bench, Record, configs, log_stderr, rounds
+from .stats import summarize
 
 PAGE = 4096
 
@@ -99,8 +100,6 @@ def warnings_for(host: dict, records: list[Record], targets) -> list[str]:
     for rec in records:
         cfg = rec.config
         for metric, _ in output.METRICS.get(cfg.suite, [])[:1]:
-            from .stats import summarize
-
             s = summarize([x[metric] for x in rec.samples if x.get(metric, -1) >= 0])
             if s and s.outliers:
                 warns.append(f"{cfg.name} on {cfg.target.ref}: {s.outliers} outlier(s) in {s.n} runs (MAD)")
@@ -124,7 +123,7 @@ def run_bench(c: docker.DockerClient, opts: BenchOptions, run_id: str,
     log(f"run id {run_id}: {len(opts.images)} image(s), suites {', '.join(opts.suites)}, "
         f"{opts.runs} runs after {opts.warmup} warm-up, limits {opts.cpus:g} CPUs / {opts.memory} bytes")
     bench = Bench(c, opts, run_id, facts_engine.arch, log)
-    targets = [bench.prepare(ref) for ref in opts.images]
+    targets = [bench.prepare(ref, i) for i, ref in enumerate(opts.images)]
     inside = bench.facts(targets[0])
     effective = effective_limits(inside)
     for t in targets:

@@ -7,9 +7,11 @@ containers have no network and a fresh GOCACHE (their own /tmp).
 """
 from __future__ import annotations
 
+import io
 import json
 import random
 import sys
+import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -119,13 +121,13 @@ class Bench:
             user=user, working_dir=f"{MOUNT}/work",
         )
 
-    def prepare(self, ref: str) -> Target:
+    def prepare(self, ref: str, index: int) -> Target:
         info = engine.image_info(self.c, ref)
         arch = info.get("Architecture", "?")
         labels = (info.get("Config") or {}).get("Labels") or {}
         version = labels.get("io.gobuild.go.version") or labels.get("org.opencontainers.image.version") or "?"
         volume = self.c.volumes.create(
-            name=f"gobuild-bench-{self.run_id}-{len(self.c.volumes.list(filters={'label': f'{engine.RUN_LABEL}={self.run_id}'}))}",
+            name=f"gobuild-bench-{self.run_id}-{index}",
             labels={engine.RUN_LABEL: self.run_id},
         )
         digests = info.get("RepoDigests") or []
@@ -205,9 +207,6 @@ class Bench:
 
 
 def _fetch_file(ctr, path: str) -> dict[str, bytes]:
-    import io
-    import tarfile
-
     try:
         stream, _ = ctr.get_archive(path)
     except docker.errors.NotFound:
