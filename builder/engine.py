@@ -9,6 +9,7 @@ import contextlib
 import os
 import platform as _platform
 import shutil
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -221,3 +222,32 @@ def remove_labelled(c: docker.DockerClient, run_id: str | None = None) -> int:
             vol.remove(force=True)
             n += 1
     return n
+
+
+@contextlib.contextmanager
+def cleanup_on_exit(c: docker.DockerClient, run_id: str) -> Iterator[None]:
+    """Remove the run's containers and volumes however the block ends.
+
+    The first Ctrl-C (or SIGTERM) stops the run; any further one is ignored, so that a second
+    press cannot break off the cleanup half-way."""
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise KeyboardInterrupt
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        stopping = True
+        try:
+            remove_labelled(c, run_id)
+        except Exception:  # noqa: BLE001 - the interrupted connection may be broken: retry anew
+            remove_labelled(client(), run_id)
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)

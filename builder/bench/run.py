@@ -13,6 +13,7 @@ from .. import __version__, engine
 from ..errors import BenchError
 from . import output
 from .options import BenchOptions
+from ..engine import cleanup_on_exit  # noqa: F401 - moved to the engine seam
 from .runner import Bench, Record, configs, log_stderr, rounds
 from .stats import summarize
 
@@ -21,35 +22,6 @@ PAGE = 4096
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@contextlib.contextmanager
-def cleanup_on_exit(c: docker.DockerClient, run_id: str) -> Iterator[None]:
-    """Remove the run's containers and volumes however the block ends.
-
-    The first Ctrl-C (or SIGTERM) stops the run; any further one is ignored, so that a second
-    press cannot break off the cleanup half-way."""
-    stopping = False
-
-    def on_signal(signum, frame):
-        nonlocal stopping
-        if stopping:
-            return
-        stopping = True
-        raise KeyboardInterrupt
-
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        stopping = True
-        try:
-            engine.remove_labelled(c, run_id)
-        except Exception:  # noqa: BLE001 - the interrupted connection may be broken: retry anew
-            engine.remove_labelled(engine.client(), run_id)
-        finally:
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
 
 
 def effective_limits(facts: dict) -> dict:
