@@ -13,7 +13,7 @@ from typing import Literal
 
 from .errors import ConfigError
 from .fsutil import atomic_write_text
-from .matrix import GO_VERSION_RE, Cell
+from .matrix import GO_VERSION_RE, GOARCHES, Cell
 
 SCHEMA = 1
 Format = Literal["tar.gz", "wheel"]
@@ -78,7 +78,7 @@ def validate_release(where: str, rel: Release) -> None:
     if rel.source not in ("go.dev", "mirror", "pypi") or not URL_RE.match(rel.index):
         raise ConfigError(f"{where}: invalid source {rel.source!r} / {rel.index!r}")
     for arch, art in rel.files.items():
-        if arch not in ("amd64", "arm64"):
+        if arch not in GOARCHES:
             raise ConfigError(f"{where}: unknown architecture {arch!r}")
         if not SHA256_RE.match(art.sha256):
             raise ConfigError(f"{where}: {arch} sha256 {art.sha256!r} is not 64 hex digits")

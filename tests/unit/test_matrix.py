@@ -85,3 +85,14 @@ def test_selectors_that_match_nothing_are_errors(selection, message):
 def test_latest_selects_the_newest_version():
     cells = select(parse(GOOD), Selection(go=("latest",), variants=("slim",)))
     assert {c.go for c in cells} == {"1.23.4"}
+
+
+def test_one_architecture_table_for_machines_go_and_wheels():
+    from builder.matrix import GOARCHES, PLATFORMS, goarch, machine_name
+
+    assert GOARCHES == tuple(p.split("/")[1] for p in PLATFORMS)
+    assert [goarch(m) for m in ("x86_64", "aarch64", "AMD64", "arm64\n")] == [
+        "amd64", "arm64", "amd64", "arm64"]
+    assert goarch("armv7l") == "armv7l"  # unknown machines come back as given, for messages
+    assert [machine_name(a) for a in GOARCHES] == ["x86_64", "aarch64"]
+    assert all(goarch(machine_name(a)) == a for a in GOARCHES)
