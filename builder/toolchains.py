@@ -14,9 +14,10 @@ import hashlib
 import os
 import shutil
 import tarfile
+import threading
 import zipfile
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from .lock import Artifact
 from .sources import http_session
 
 CHUNK = 1 << 20
+# Reads from the network are smaller, so that a download told to stop does so within 64 KiB.
+NET_CHUNK = 64 << 10
 
 
 def cache_dir() -> Path:
@@ -56,7 +59,10 @@ Progress = Callable[[str, int], Callable[[int], None]]
 @dataclass(frozen=True, kw_only=True)
 class FetchStats:
     downloaded_bytes: int
-    cached: int
+
+
+class Stopped(Exception):
+    """A download given up because another one failed; its .partial file is kept for a resume."""
 
 
 def sha256_file(path: Path) -> str:
@@ -67,8 +73,14 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _download(session: requests.Session, art: Artifact, part: Path, progress: Progress | None) -> int:
-    """Download into part (resuming it if the server allows); return bytes transferred."""
+def _download(session: requests.Session, art: Artifact, part: Path, progress: Progress | None,
+              stop: threading.Event | None = None) -> int:
+    """Download into part (resuming it if the server allows); return bytes transferred.
+
+    Raises Stopped as soon as stop is set (checked before the request and between reads).
+    """
+    if stop is not None and stop.is_set():
+        raise Stopped(art.filename)
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
     try:
@@ -83,7 +95,9 @@ def _download(session: requests.Session, art: Artifact, part: Path, progress: Pr
                 advance(have)
             n = 0
             with open(part, mode) as fh:
-                for chunk in resp.iter_content(CHUNK):
+                for chunk in resp.iter_content(NET_CHUNK):
+                    if stop is not None and stop.is_set():
+                        raise Stopped(art.filename)
                     fh.write(chunk)
                     n += len(chunk)
                     if advance:
@@ -98,11 +112,13 @@ def _download(session: requests.Session, art: Artifact, part: Path, progress: Pr
 
 
 def fetch(cache: Cache, art: Artifact, progress: Progress | None = None,
-          session: requests.Session | None = None) -> tuple[Path, int]:
+          session: requests.Session | None = None,
+          stop: threading.Event | None = None) -> tuple[Path, int]:
     """The verified archive for art, downloading it if the cache lacks it.
 
     Returns its path and the bytes downloaded. A file whose sha256 differs from the lock's is
-    deleted and reported; it never enters the cache.
+    deleted and reported; it never enters the cache. Setting stop makes a download under way
+    raise Stopped, keeping what it has for the next run.
     """
     blob = cache.blob(art.sha256)
     if blob.exists():
@@ -112,7 +128,7 @@ def fetch(cache: Cache, art: Artifact, progress: Progress | None = None,
             return blob, 0
         blob.parent.mkdir(parents=True, exist_ok=True)
         part = blob.with_name(blob.name + ".partial")
-        n = _download(session or http_session(), art, part, progress)
+        n = _download(session or http_session(), art, part, progress, stop)
         actual = sha256_file(part)
         if actual != art.sha256:
             part.unlink()
@@ -126,15 +142,40 @@ def fetch(cache: Cache, art: Artifact, progress: Progress | None = None,
 
 def fetch_all(cache: Cache, arts: Iterable[Artifact], progress: Progress | None = None,
               workers: int = 4) -> FetchStats:
-    """Fetch several archives in parallel; the first error stops the rest and is raised."""
+    """Fetch several archives in parallel; the first error stops the rest and is raised.
+
+    Stopping means: downloads not started yet never start, downloads under way break off within
+    one network read and keep their .partial file (the next run resumes it), and this returns
+    (raises) only once every worker has finished, so no thread writes into the cache after.
+    Ctrl-C stops them the same way.
+    """
     unique = {a.sha256: a for a in arts}
     session = http_session()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(fetch, cache, a, progress, session) for a in unique.values()]
-        results = [f.result() for f in futures]
-    return FetchStats(
-        downloaded_bytes=sum(n for _, n in results), cached=sum(1 for _, n in results if n == 0)
-    )
+    stop = threading.Event()
+    errors: list[BaseException] = []  # in the order they happened; the first one is raised
+    errors_lock = threading.Lock()
+
+    def one(art: Artifact) -> tuple[Path, int]:
+        try:
+            return fetch(cache, art, progress, session, stop)
+        except Stopped:
+            raise
+        except BaseException as exc:
+            with errors_lock:
+                errors.append(exc)
+            stop.set()  # before this worker takes the next queued download
+            raise
+
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        futures = [pool.submit(one, a) for a in unique.values()]
+        wait(futures, return_when=FIRST_EXCEPTION)
+    finally:
+        stop.set()  # an error or Ctrl-C: whatever still runs breaks off (a no-op when all done)
+        pool.shutdown(wait=True, cancel_futures=True)
+    if errors:
+        raise errors[0]
+    return FetchStats(downloaded_bytes=sum(f.result()[1] for f in futures))
 
 
 def _safe_member(name: str) -> str | None:

@@ -1,6 +1,7 @@
 import hashlib
 import multiprocessing
 import os
+import time
 import zipfile
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from builder import toolchains
 from builder.errors import ChecksumError
 from builder.lock import Artifact
-from tests.standins import GoDev, Served, go_tarball
+from tests.standins import PIECE, GoDev, Served, go_tarball
 
 DATA = go_tarball("1.22.10", {"go/src/fmt/print.go": b"package fmt\n" * 50000})
 
@@ -107,3 +108,36 @@ def test_unpack_tarball_and_wheel_keep_modes_and_check_the_version(served, cache
     assert os.stat(tree / "bin" / "go").st_mode & 0o111
     with pytest.raises(ChecksumError, match="not go1.23.0"):
         toolchains.unpack(toolchains.Cache(root=tmp_path / "c2"), art, "1.23.0")
+
+
+def test_fetch_all_stops_the_other_downloads_after_the_first_error(cache):
+    """One download fails (sha256) while two slow ones run and three wait: the call returns at
+    once, the running ones break off and keep their .partial, the waiting ones never start."""
+    size = 2 << 20  # served at 16 KiB per 20 ms: about 2.6 s each, 8 s for all of them
+    slow = {f"1.22.{i}": {"amd64": os.urandom(size)} for i in range(1, 6)}
+    bad = go_tarball("1.21.0", {"go/pad": os.urandom(96 << 10)})
+    with Served(GoDev({"1.21.0": {"amd64": bad}, **slow})) as s:
+        names = [f"go{v}.linux-amd64.tar.gz" for v in slow]
+        for name in names + ["go1.21.0.linux-amd64.tar.gz"]:
+            s.slow[name] = 0.02
+        s.godev.tamper.add("go1.21.0.linux-amd64.tar.gz")  # fails after about 0.15 s
+        arts = [artifact(s.url, slow[v]["amd64"], n) for v, n in zip(slow, names)]
+        failing = artifact(s.url, bad, "go1.21.0.linux-amd64.tar.gz")
+        started = time.monotonic()
+        with pytest.raises(ChecksumError, match="go1.21.0.linux-amd64.tar.gz"):
+            toolchains.fetch_all(cache, [arts[0], failing, *arts[1:]], workers=3)
+        elapsed = time.monotonic() - started
+        served_at_return = {n: s.served.get(f"/dl/{n}", 0) for n in names}
+        time.sleep(0.5)
+        served_later = {n: s.served.get(f"/dl/{n}", 0) for n in names}
+    assert elapsed < 1.5, f"fetch_all took {elapsed:.1f} s: it waited for the other downloads"
+    running, waiting = names[:2], names[2:]
+    assert [n for n in waiting if any(r.endswith(n) for r in s.requests)] == []
+    assert all(0 < served_at_return[n] < size // 2 for n in running), served_at_return
+    # A download going on would take another 400 KiB in 0.5 s; a closed connection takes at most
+    # the piece the server was writing and the one whose failure tells it the client left.
+    went_on = {n: served_later[n] - served_at_return[n] for n in running}
+    assert all(d <= 2 * PIECE for d in went_on.values()), f"downloads went on: {went_on}"
+    partials = sorted(p.name for p in cache.blob("x").parent.glob("*.partial"))
+    assert partials == sorted(a.sha256 + ".partial" for a in arts[:2])  # kept for a resume
+    assert cached_files(cache) == partials  # no blob entered the cache
