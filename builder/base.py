@@ -10,11 +10,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -29,10 +32,19 @@ BASE_PACKAGES = ("ca-certificates", "git", "gcc", "libc6-dev", "busybox-static")
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 SUITES = ("bookworm", "trixie")
 EPOCH = "1970-01-01T00:00:00Z"
+# The upstream image a local base stands in for (debian:bookworm-slim): a variant whose matrix
+# names another base never gets this one.
+STANDS_FOR_LABEL = "io.gobuild.base.for"
+BUILT_BY = "gobuild base (mmdebstrap)"
 
 
 def base_tag(suite: str, arch: str) -> str:
     return f"{BASE_REPO}:{suite}-{arch}"
+
+
+def upstream_of(suite: str) -> str:
+    """The image a gobuild base of this suite replaces."""
+    return f"debian:{suite}-slim"
 
 
 def suite_of(variant: Variant) -> str:
@@ -55,7 +67,8 @@ def mmdebstrap_argv(suite: str, arch: str, packages: tuple[str, ...], out: Path,
     ]
 
 
-def load_rootfs(c: docker.DockerClient, rootfs: Path, ref: str, arch: str, work: Path) -> str:
+def load_rootfs(client: docker.DockerClient, rootfs: Path, ref: str, arch: str, work: Path,
+                labels: dict[str, str] | None = None) -> str:
     """Load a root file system tarball as a one-layer image of the given architecture.
 
     'docker import --platform' records the engine's own architecture on engine 20.10, so the
@@ -66,9 +79,9 @@ def load_rootfs(c: docker.DockerClient, rootfs: Path, ref: str, arch: str, work:
     config = {
         "architecture": arch, "os": "linux", "created": EPOCH,
         "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                   "Cmd": ["bash"]},
+                   "Cmd": ["bash"], "Labels": dict(labels or {})},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created": EPOCH, "created_by": "gobuild base (mmdebstrap)"}],
+        "history": [{"created": EPOCH, "created_by": BUILT_BY}],
     }
     config_bytes = json.dumps(config, sort_keys=True).encode()
     config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
@@ -82,11 +95,11 @@ def load_rootfs(c: docker.DockerClient, rootfs: Path, ref: str, arch: str, work:
             tf.addfile(info, io.BytesIO(data))
         tf.add(rootfs, arcname=layer_name)
     with open(archive, "rb") as fh:
-        c.images.load(fh)
-    return c.images.get(ref).id
+        client.images.load(fh)
+    return client.images.get(ref).id
 
 
-def build(c: docker.DockerClient, suite: str, arch: str, mirror: str = DEBIAN_MIRROR) -> str:
+def build(client: docker.DockerClient, suite: str, arch: str, mirror: str = DEBIAN_MIRROR) -> str:
     """Build gobuild/base:<suite>-<arch> with mmdebstrap and import it; return its image id."""
     if not shutil.which("mmdebstrap"):
         raise EngineError("mmdebstrap is not installed: apt-get install mmdebstrap (or make setup)")
@@ -101,34 +114,103 @@ def build(c: docker.DockerClient, suite: str, arch: str, mirror: str = DEBIAN_MI
                 f"mmdebstrap failed for {suite}/{arch} (exit {proc.returncode}): "
                 "see its output above; foreign architectures need qemu (make setup)"
             )
-        return load_rootfs(c, out, base_tag(suite, arch), arch, Path(tmp))
+        return load_rootfs(client, out, base_tag(suite, arch), arch, Path(tmp),
+                           labels={STANDS_FOR_LABEL: upstream_of(suite)})
 
 
-def _has_platform_image(c: docker.DockerClient, ref: str, arch: str) -> bool:
+@dataclass(frozen=True, kw_only=True)
+class BaseImage:
+    ref: str
+    image_id: str
+    built: bool  # False: it existed and --force was not given
+
+
+def build_bases(client: docker.DockerClient, platforms: tuple[str, ...], suite: str,
+                mirror: str = DEBIAN_MIRROR, force: bool = False) -> Iterator[BaseImage]:
+    """Build the base of each platform that lacks one (every one with force), one at a time,
+    yielding each as it is done."""
+    for platform in platforms:
+        arch = platform.split("/")[1]
+        ref = base_tag(suite, arch)
+        if not force:
+            try:
+                yield BaseImage(ref=ref, image_id=client.images.get(ref).id, built=False)
+                continue
+            except docker.errors.ImageNotFound:
+                pass
+        yield BaseImage(ref=ref, image_id=build(client, suite, arch, mirror), built=True)
+
+
+def _platform_image(client: docker.DockerClient, ref: str, arch: str):
+    """The engine's image ref when it holds that image for arch, else None."""
     try:
-        return c.images.get(ref).attrs.get("Architecture") == arch
+        image = client.images.get(ref)
     except docker.errors.ImageNotFound:
-        return False
+        return None
+    return image if image.attrs.get("Architecture") == arch else None
 
 
-def choose(c: docker.DockerClient, variant: Variant, arch: str) -> str:
-    """The FROM image for a variant on an arch: a local gobuild base, else the variant's base
-    (pulled for that platform if the engine lacks it)."""
-    local = base_tag(suite_of(variant), arch)
-    if _has_platform_image(c, local, arch):
-        return local
-    if _has_platform_image(c, variant.base, arch):
+def _has_platform_image(client: docker.DockerClient, ref: str, arch: str) -> bool:
+    return _platform_image(client, ref, arch) is not None
+
+
+def stands_for(labels: dict[str, str], history: list[dict], suite: str) -> str | None:
+    """The upstream image a local base was built to replace, from its labels (or None).
+
+    Bases built before the label existed are recognised by the history entry gobuild writes
+    (docker history): every one of them stood in for debian:<suite>-slim."""
+    if STANDS_FOR_LABEL in labels:
+        return labels[STANDS_FOR_LABEL]
+    if any(h.get("CreatedBy") == BUILT_BY for h in history):
+        return upstream_of(suite)
+    return None
+
+
+def same_image_name(a: str, b: str) -> bool:
+    """debian:bookworm-slim and docker.io/library/debian:bookworm-slim name one image."""
+    def norm(ref: str) -> str:
+        for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/"):
+            if ref.startswith(prefix):
+                return ref[len(prefix):]
+        return ref
+
+    return norm(a) == norm(b)
+
+
+def choose(client: docker.DockerClient, variant: Variant, arch: str) -> str:
+    """The FROM image for a variant on an arch: the local gobuild base when it was built for the
+    very base the variant names, else the variant's base (pulled for that platform if the
+    engine lacks it)."""
+    suite = suite_of(variant)
+    local = base_tag(suite, arch)
+    image = _platform_image(client, local, arch)
+    if image is not None:
+        labels = image.labels or {}
+        history = [] if STANDS_FOR_LABEL in labels else image.history()
+        if same_image_name(stands_for(labels, history, suite) or "", variant.base):
+            return local
+    if _has_platform_image(client, variant.base, arch):
         return variant.base
-    # One tag holds one platform in the engine's store, so keep each arch's pull apart.
-    pulled = f"{BASE_REPO}:upstream-{suite_of(variant)}-{arch}"
-    if _has_platform_image(c, pulled, arch):
+    # One tag holds one platform in the engine's store, so keep each arch's pull apart; the tag
+    # names the base it holds, so that two variants with different bases never share one.
+    pulled = upstream_tag(variant.base, arch)
+    if _has_platform_image(client, pulled, arch):
         return pulled
     try:
-        image = c.images.pull(variant.base, platform=f"linux/{arch}")
+        image = client.images.pull(variant.base, platform=f"linux/{arch}")
         image.tag(pulled)
     except docker.errors.APIError:
+        fix = (f"run 'gobuild base --platform linux/{arch}' to build it from the Debian archive"
+               if same_image_name(variant.base, upstream_of(suite)) else
+               f"load {variant.base} for linux/{arch} into the engine (docker pull or docker load)")
         raise EngineError(
-            f"cannot pull {variant.base} for linux/{arch} (no registry reachable?): "
-            f"run 'gobuild base --platform linux/{arch}' to build it from the Debian archive"
+            f"cannot pull {variant.base} for linux/{arch} (no registry reachable?): {fix}"
         ) from None
     return pulled
+
+
+def upstream_tag(base: str, arch: str) -> str:
+    """The local tag a pulled variant base is kept under: debian:bookworm-slim, arm64 ->
+    gobuild/base:upstream-debian_bookworm-slim-arm64."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", base)[:110]
+    return f"{BASE_REPO}:upstream-{name}-{arch}"

@@ -35,10 +35,16 @@ def image_tag(release: Release, cell: Cell, repo: str = IMAGE_REPO) -> str:
     return f"{repo}:{release.version}-{cell.variant.name}-{cell.arch}"
 
 
+def joined_tags(version: str, variant: str, repo: str) -> list[str]:
+    """The tags that join the arches: <repo>:<go version>-<variant> and <repo>:<minor>-<variant>.
+
+    The one place this rule lives (push, join and pull use it)."""
+    minor = ".".join(version.split(".")[:2])
+    return [f"{repo}:{version}-{variant}", f"{repo}:{minor}-{variant}"]
+
+
 def multiarch_tags(release: Release, cell: Cell, repo: str) -> list[str]:
-    """The tags that join the arches: <repo>:<go version>-<variant> and <repo>:<minor>-<variant>."""
-    minor = ".".join(release.version.split(".")[:2])
-    return [f"{repo}:{release.version}-{cell.variant.name}", f"{repo}:{minor}-{cell.variant.name}"]
+    return joined_tags(release.version, cell.variant.name, repo)
 
 
 def input_digest(ctx: Context, artifact: Artifact, base_image_id: str) -> str:
@@ -97,20 +103,20 @@ class Built:
         }
 
 
-def plan(c: docker.DockerClient, contexts: list[Context], lock: Lock) -> list[Planned]:
+def plan(client: docker.DockerClient, contexts: list[Context], lock: Lock) -> list[Planned]:
     planned = []
     base_ids: dict[tuple[str, str], tuple[str, str]] = {}
     for ctx in contexts:
         cell = ctx.cell
         key = (cell.variant.base, cell.arch)
         if key not in base_ids:
-            ref = bases.choose(c, cell.variant, cell.arch)
-            base_ids[key] = (ref, c.images.get(ref).id)
+            ref = bases.choose(client, cell.variant, cell.arch)
+            base_ids[key] = (ref, client.images.get(ref).id)
         base_ref, base_id = base_ids[key]
         release, artifact = lock.release(cell), lock.artifact(cell)
         tag = image_tag(release, cell)
         digest = input_digest(ctx, artifact, base_id)
-        labels = engine.image_labels(c, tag)
+        labels = engine.image_labels(client, tag)
         planned.append(Planned(
             cell=cell, release=release, artifact=artifact, context=ctx, tag=tag,
             base_ref=base_ref, digest=digest,
@@ -135,7 +141,7 @@ def assemble(work: Path, p: Planned, tree: Path) -> Path:
     return folder
 
 
-def _run_build(c: docker.DockerClient, p: Planned, folder: Path, use_buildx: bool) -> None:
+def _run_build(client: docker.DockerClient, p: Planned, folder: Path, use_buildx: bool) -> None:
     print(f"gobuild: building {p.tag} ({p.cell.platform}) FROM {p.base_ref}", file=sys.stderr)
     if use_buildx:
         proc = subprocess.run(
@@ -149,9 +155,9 @@ def _run_build(c: docker.DockerClient, p: Planned, folder: Path, use_buildx: boo
             )
         return
     try:  # docker-py's classic builder, when buildx is absent
-        for line in c.api.build(path=str(folder), tag=p.tag, platform=p.cell.platform,
-                                buildargs={"BASE": p.base_ref}, labels={INPUT_LABEL: p.digest},
-                                pull=False, rm=True, forcerm=True, decode=True):
+        for line in client.api.build(path=str(folder), tag=p.tag, platform=p.cell.platform,
+                                     buildargs={"BASE": p.base_ref}, labels={INPUT_LABEL: p.digest},
+                                     pull=False, rm=True, forcerm=True, decode=True):
             if "stream" in line:
                 sys.stderr.write(line["stream"])
             if "error" in line:
@@ -160,8 +166,8 @@ def _run_build(c: docker.DockerClient, p: Planned, folder: Path, use_buildx: boo
         raise BuildError(f"build failed for {p.cell.id}: {exc.explanation}") from None
 
 
-def built(c: docker.DockerClient, p: Planned, status: str) -> Built:
-    img = c.images.get(p.tag)
+def built(client: docker.DockerClient, p: Planned, status: str) -> Built:
+    img = client.images.get(p.tag)
     return Built(
         id=p.cell.id, tag=p.tag, platform=p.cell.platform, image_id=img.id,
         size=int(img.attrs.get("Size", 0)), toolchain_sha256=p.artifact.sha256,
@@ -169,7 +175,7 @@ def built(c: docker.DockerClient, p: Planned, status: str) -> Built:
     )
 
 
-def build_all(c: docker.DockerClient, planned: list[Planned], cache: toolchains.Cache,
+def build_all(client: docker.DockerClient, planned: list[Planned], cache: toolchains.Cache,
               progress: toolchains.Progress | None, force: bool = False) -> tuple[list[Built], int]:
     """Build what is not up to date; return every image and the bytes downloaded."""
     todo = [p for p in planned if force or not p.up_to_date]
@@ -186,10 +192,10 @@ def build_all(c: docker.DockerClient, planned: list[Planned], cache: toolchains.
             tree = toolchains.unpack(cache, p.artifact, p.release.version)
             folder = assemble(work, p, tree)
             try:
-                _run_build(c, p, folder, use_buildx)
+                _run_build(client, p, folder, use_buildx)
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
-            results.append(built(c, p, "built"))
+            results.append(built(client, p, "built"))
         else:
-            results.append(built(c, p, "up-to-date"))
+            results.append(built(client, p, "up-to-date"))
     return results, stats.downloaded_bytes

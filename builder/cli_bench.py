@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from . import engine
-from .cli import Inputs, inputs_options, json_option, main
+from .inputs import Inputs, inputs_options, json_option
 from .errors import BenchError, ConfigError
 from .matrix import Selection
 
@@ -35,7 +35,7 @@ def _images(c, inputs: Inputs, images: tuple[str, ...]) -> tuple[str, ...]:
     return refs
 
 
-@main.command("bench")
+@click.command("bench")
 @inputs_options
 @click.option("--image", "images", multiple=True, metavar="TAG",
               help="Image(s) to bench instead of matrix cells; repeatable.")

@@ -1,4 +1,5 @@
-"""`gobuild images` and `gobuild pull`."""
+"""`gobuild images`, `gobuild pull` and `gobuild join`: parse, call one function of
+builder.pipeline, print."""
 from __future__ import annotations
 
 import contextlib
@@ -8,8 +9,9 @@ from collections.abc import Iterator
 
 import click
 
-from . import engine
-from .cli import Inputs, emit, inputs_options, json_option, main
+from . import pipeline
+from .errors import ConfigError
+from .inputs import Inputs, emit, inputs_options, json_option
 
 
 @contextlib.contextmanager
@@ -37,16 +39,21 @@ def download_progress() -> Iterator:
         yield start
 
 
-@main.command("images")
+@click.command("images")
 @inputs_options
-@click.option("--push", is_flag=True, help="Push per-arch tags, then join them into multi-arch tags.")
+@click.option("--push", is_flag=True,
+              help="Push per-arch tags, then join them with the registry's other platforms into "
+                   "multi-arch tags.")
+@click.option("--no-join", is_flag=True,
+              help="With --push: push the per-arch tags only and print their digests; join them "
+                   "later with 'gobuild join' (one runner per architecture).")
 @click.option("--registry", metavar="HOST/NAMESPACE", help="Where --push sends the images.")
 @click.option("--verify", is_flag=True,
               help="Smoke-test every image: go version, go build and go test offline, cgo in bookworm.")
 @click.option("--force", is_flag=True, help="Rebuild even the images that are up to date.")
 @json_option
-def images_cmd(inputs: Inputs, push: bool, registry: str | None, verify: bool, force: bool,
-               as_json: bool) -> None:
+def images_cmd(inputs: Inputs, push: bool, no_join: bool, registry: str | None, verify: bool,
+               force: bool, as_json: bool) -> None:
     """Build the image of every selected cell with buildx (one platform per build).
 
     The toolchain named in the lock is downloaded once into the cache
@@ -56,55 +63,46 @@ def images_cmd(inputs: Inputs, push: bool, registry: str | None, verify: bool, f
     \b
     Tags (local): gobuild/go:<go version>-<variant>-<arch>, e.g. gobuild/go:1.22.10-slim-arm64
     Tags (--push): HOST/NS/go:<version>-<variant>-<arch>, joined into HOST/NS/go:<version>-<variant>
-                   and HOST/NS/go:<minor>-<variant> for both platforms
+                   and HOST/NS/go:<minor>-<variant>; platforms already in the registry under
+                   that tag are kept, so amd64 and arm64 may be pushed by separate runs
 
     \b
     Examples:
       gobuild images --platform linux/arm64 --go 1.22
       gobuild images --variant slim --verify
       gobuild images --push --registry localhost:5000/gobuild
+      gobuild images --push --no-join --registry ghcr.io/acme --platform linux/arm64 --json
       gobuild images --platform linux/arm64 --json
     """
-    from . import build, render, smoke, toolchains
-    from .errors import ConfigError
-    from .registry import repository
-
     if push and not registry:
         raise ConfigError("--push needs --registry HOST/NAMESPACE (for example localhost:5000/gobuild)")
+    if no_join and not push:
+        raise ConfigError("--no-join only applies to --push: add --push --registry HOST/NAMESPACE")
     if registry:
-        repository(registry)  # check it before building anything
-    cells, lock = inputs.cells(), inputs.lock()
-    contexts = render.render_all(render.environment(inputs.templates), cells, lock)
-    c = engine.client()
-    planned = build.plan(c, contexts, lock)
-    cache = toolchains.Cache(root=toolchains.cache_dir())
+        pipeline.check_publish(pipeline.Publish(registry=registry))  # before building anything
+    publish = pipeline.Publish(registry=registry, join=not no_join) if push else None
     with download_progress() as progress:
-        images, downloaded = build.build_all(c, planned, cache, progress, force=force)
-    if verify:
-        run_id = engine.new_run_id()
-        try:
-            for img, p in zip(images, planned):
-                click.echo(f"gobuild: smoke test of {img.tag}", err=True)
-                smoke.smoke(c, img, p.cell.variant.cgo, run_id)
-        finally:
-            engine.remove_labelled(c, run_id)
-    joined = []
-    if push:
-        from .registry import push as push_images
-
-        joined = push_images(c, images, registry)
-    click.echo(f"downloaded {downloaded} bytes; verified {len(images) if verify else 0} images",
+        result = pipeline.build_images(inputs.cells(), inputs.lock(), inputs.templates, force=force,
+                                       verify=verify, publish=publish, progress=progress)
+    click.echo(f"downloaded {result.downloaded_bytes} bytes; verified {result.verified} images",
                err=True)
     if as_json:
-        emit([i.as_json() for i in images], True, "")
+        emit(result.as_json(), True, "")
         return
-    for i in images:
+    for i in result.images:
         click.echo(f"{i.status:<11} {i.tag:<36} {i.platform:<12} {i.size / 1e6:7.1f} MB  {i.image_id[7:19]}")
-    for t in joined:
-        click.echo(f"{'pushed':<11} {t}")
+    for p in result.pushed:
+        click.echo(f"{'pushed':<11} {p.ref}@{p.digest}")
+    _print_joined(result.joined)
 
 
-@main.command("pull")
+def _print_joined(joined) -> None:
+    for j in joined:
+        for tag in j.tags:
+            click.echo(f"{'pushed':<11} {tag} ({', '.join(j.manifests)})")
+
+
+@click.command("pull")
 @inputs_options
 @click.option("--registry", required=True, metavar="HOST/NAMESPACE",
               help="The registry the images were pushed to.")
@@ -119,8 +117,31 @@ def pull_cmd(inputs: Inputs, registry: str, as_json: bool) -> None:
     Examples:
       gobuild pull --registry ghcr.io/acme --go 1.22 --platform linux/amd64
     """
-    from .registry import pull, repository
-
-    repository(registry)
-    pulled = pull(engine.client(), inputs.cells(), inputs.lock(), registry)
+    pulled = pipeline.pull(inputs.cells(), inputs.lock(), registry)
     emit(pulled, as_json, "\n".join(f"pulled {p['remote']} ({p['platform']}) as {p['tag']}" for p in pulled))
+
+
+@click.command("join")
+@inputs_options
+@click.option("--registry", required=True, metavar="HOST/NAMESPACE",
+              help="The registry holding the per-arch tags.")
+@json_option
+def join_cmd(inputs: Inputs, registry: str, as_json: bool) -> None:
+    """Join per-arch tags already in the registry into the multi-arch tags.
+
+    For CI with one runner per architecture: each runner pushes its images with
+    'gobuild images --push --no-join', and a later job joins them. Every selected cell's
+    per-arch tag (HOST/NS/go:<version>-<variant>-<arch>) must be in the registry, else nothing
+    is joined; platforms the multi-arch tag already lists and that are not selected are kept.
+    No engine is needed, only docker buildx and the registry.
+
+    \b
+    Examples:
+      gobuild join --registry ghcr.io/acme
+      gobuild join --registry localhost:5000/gobuild --go 1.22 --variant slim --json
+    """
+    joined = pipeline.join(inputs.cells(), inputs.lock(), registry)
+    if as_json:
+        emit([j.as_json() for j in joined], True, "")
+        return
+    _print_joined(joined)

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from . import engine
 from .errors import EngineError
+from .inputs import Defaults
 
 SETUP = "make setup   (scripts/setup-host.sh, as root)"
 
@@ -21,29 +22,39 @@ class Check:
 @dataclass(frozen=True, kw_only=True)
 class Report:
     checks: list[Check] = field(default_factory=list)
+    inputs: Defaults | None = None
 
     @property
     def ok(self) -> bool:
-        return all(c.ok for c in self.checks if c.name in ("engine", "buildx"))
+        return all(check.ok for check in self.checks if check.name in ("engine", "buildx"))
 
     @property
     def exit_code(self) -> int:
         return EngineError.exit_code
 
     def as_json(self) -> dict:
-        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks]}
+        out = {"ok": self.ok, "checks": [asdict(c) for c in self.checks]}
+        if self.inputs is not None:
+            out["inputs"] = self.inputs.as_json()
+        return out
 
     def text(self) -> str:
         lines = []
-        for c in self.checks:
-            mark = "ok     " if c.ok else "MISSING"
-            lines.append(f"{mark} {c.name:<15} {c.detail}")
-            if not c.ok and c.fix:
-                lines.append(f"        {'':<15} fix: {c.fix}")
+        for check in self.checks:
+            mark = "ok     " if check.ok else "MISSING"
+            lines.append(f"{mark} {check.name:<15} {check.detail}")
+            if not check.ok and check.fix:
+                lines.append(f"        {'':<15} fix: {check.fix}")
+        if self.inputs is not None:
+            lines.append(f"inputs  {'from':<15} {self.inputs.source}")
+            for name in ("matrix", "lock", "templates"):
+                lines.append(f"        {name:<15} {getattr(self.inputs, name).absolute()}")
         return "\n".join(lines)
 
 
-def diagnose() -> Report:
+def diagnose(inputs: Defaults | None = None) -> Report:
+    """What this machine has; inputs (the matrix, lock and templates gobuild would read from
+    the current directory) is reported as it is given."""
     checks = []
     try:
         f = engine.facts(engine.client())
@@ -71,4 +82,4 @@ def diagnose() -> Report:
         path = shutil.which(tool)
         checks.append(Check(name=tool, ok=bool(path), detail=path or f"not installed ({why})",
                             fix=f"apt-get install {tool}"))
-    return Report(checks=checks)
+    return Report(checks=checks, inputs=inputs)

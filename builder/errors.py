@@ -64,6 +64,15 @@ class BenchError(GobuildError):
     exit_code = 8
 
 
+class UnexpectedError(GobuildError):
+    """A bug or an unforeseen failure (not one of the above); --debug shows the traceback.
+
+    70 is EX_SOFTWARE of sysexits.h: it must not be 1, which means "a check found differences".
+    """
+
+    exit_code = 70
+
+
 class Interrupted(GobuildError):
     """The user pressed Ctrl-C; everything started has been cleaned up."""
 

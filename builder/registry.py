@@ -1,15 +1,17 @@
 """Registry work: push per-arch tags, join them into multi-arch tags, pull prebuilt images."""
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from collections import defaultdict
+from dataclasses import dataclass
 
 import docker
 import docker.errors
 
-from .build import Built, image_tag, multiarch_tags
+from .build import Built, image_tag, joined_tags, multiarch_tags
 from .errors import ConfigError, RegistryError
 from .lock import Lock
 from .matrix import Cell
@@ -29,15 +31,49 @@ def repository(registry: str) -> str:
     return f"{registry}/{IMAGE_NAME}"
 
 
-def _push(c: docker.DockerClient, ref: str) -> None:
+@dataclass(frozen=True, kw_only=True)
+class Pushed:
+    """A per-arch image in the registry: its tag and the digest of its manifest."""
+
+    id: str  # the cell's identifier
+    ref: str  # HOST/NS/go:1.22.10-slim-arm64
+    digest: str  # sha256:...
+    platform: str
+    go_version: str
+    variant: str
+
+    def as_json(self) -> dict:
+        return {"id": self.id, "remote": self.ref, "digest": self.digest,
+                "platform": self.platform}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Joined:
+    """A multi-arch tag and the per-arch manifests it lists, by platform."""
+
+    tags: tuple[str, ...]
+    manifests: dict[str, str]  # platform -> digest
+    kept: tuple[str, ...]  # the platforms that were already in the registry and kept
+
+    def as_json(self) -> dict:
+        return {"tags": list(self.tags), "manifests": dict(self.manifests), "kept": list(self.kept)}
+
+
+def _push(client: docker.DockerClient, ref: str) -> str:
+    """Push one tag; return the digest the registry gave its manifest."""
     repo, tag = ref.rsplit(":", 1)
     print(f"gobuild: pushing {ref}", file=sys.stderr)
+    digest = ""
     try:
-        for line in c.images.push(repo, tag=tag, stream=True, decode=True):
+        for line in client.images.push(repo, tag=tag, stream=True, decode=True):
             if "error" in line:
                 raise RegistryError(f"push of {ref} failed: {line['error'].strip()}")
+            digest = (line.get("aux") or {}).get("Digest", digest)
     except docker.errors.APIError as exc:
         raise RegistryError(f"push of {ref} failed: {exc.explanation}") from None
+    if not digest.startswith("sha256:"):
+        raise RegistryError(f"push of {ref} reported no digest: is {repo} a registry?")
+    return digest
 
 
 def imagetools_argv(targets: list[str], sources: list[str]) -> list[str]:
@@ -47,31 +83,131 @@ def imagetools_argv(targets: list[str], sources: list[str]) -> list[str]:
     return argv + sources
 
 
-def push(c: docker.DockerClient, images: list[Built], registry: str) -> list[str]:
-    """Push every per-arch image, then join each version+variant into multi-arch tags."""
+def inspect_argv(ref: str) -> list[str]:
+    return ["docker", "buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", ref]
+
+
+def describe(ref: str) -> dict | None:
+    """The registry's descriptor of ref (digest, mediaType, and manifests for an index), or
+    None when the registry has no such tag."""
+    proc = subprocess.run(inspect_argv(ref), capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        if "not found" in last.lower():
+            return None
+        raise RegistryError(
+            f"cannot read {ref} from the registry: {last}: is docker buildx installed and the "
+            "registry reachable?"
+        )
+    return json.loads(proc.stdout)
+
+
+def platform_key(platform: dict) -> str:
+    """os/arch of an index entry; arm64's 'v8' variant is implied, arm's is kept."""
+    key = f"{platform.get('os')}/{platform.get('architecture')}"
+    if platform.get("architecture") == "arm" and platform.get("variant"):
+        key += f"/{platform['variant']}"
+    return key
+
+
+def index_manifests(descriptor: dict | None) -> dict[str, str]:
+    """platform -> digest of the image manifests an index lists (attestations left out).
+
+    Raises when the tag holds a single image: whose platform it is cannot be told from the
+    index, and replacing it would lose it."""
+    if descriptor is None:
+        return {}
+    if "manifests" not in descriptor:
+        raise RegistryError(
+            "holds a single image, not a multi-arch index: delete that tag or join into another "
+            "registry namespace"
+        )
+    out = {}
+    for entry in descriptor["manifests"]:
+        platform = entry.get("platform") or {}
+        if platform.get("os", "unknown") == "unknown":  # attestation manifests
+            continue
+        out[platform_key(platform)] = entry["digest"]
+    return out
+
+
+def join(repo: str, version: str, variant: str, new: dict[str, str]) -> Joined:
+    """Point the multi-arch tags of version+variant at the new per-arch digests (platform ->
+    digest) plus the other platforms the version's tag already lists in the registry.
+
+    Both tags (1.22.10-slim and 1.22-slim) get the same set, read from the exact version's
+    tag, so that the minor tag never mixes two releases. Every source is a digest in the same
+    repository: imagetools refuses one that is missing, so a tag never names a manifest that
+    is not there."""
+    targets = joined_tags(version, variant, repo)
+    try:
+        existing = index_manifests(describe(targets[0]))
+    except RegistryError as exc:
+        raise RegistryError(f"{targets[0]} {exc.message}") from None
+    kept = tuple(sorted(p for p in existing if p not in new))
+    manifests = dict(sorted({**{p: existing[p] for p in kept}, **new}.items()))
+    sources = [f"{repo}@{digest}" for digest in manifests.values()]
+    print(f"gobuild: joining {', '.join(manifests)} into {targets[0]}"
+          f"{' (kept from the registry: ' + ', '.join(kept) + ')' if kept else ''}", file=sys.stderr)
+    proc = subprocess.run(imagetools_argv(targets, sources), capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RegistryError(
+            f"joining {targets[0]} failed: {last}: is docker buildx installed and the registry "
+            "reachable?"
+        )
+    return Joined(tags=tuple(targets), manifests=manifests, kept=kept)
+
+
+def push(client: docker.DockerClient, images: list[Built], registry: str) -> list[Pushed]:
+    """Push every per-arch image under HOST/NS/go:<version>-<variant>-<arch>."""
     repo = repository(registry)
-    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    pushed = []
     for b in images:
         remote = f"{repo}:{b.tag.split(':', 1)[1]}"
-        c.images.get(b.tag).tag(remote)
-        _push(c, remote)
-        groups[(b.go_version, b.variant)].append(remote)
-    joined = []
-    for (version, variant), sources in sorted(groups.items()):
-        minor = ".".join(version.split(".")[:2])
-        targets = [f"{repo}:{version}-{variant}", f"{repo}:{minor}-{variant}"]
-        proc = subprocess.run(imagetools_argv(targets, sorted(sources)), capture_output=True,
-                              text=True, check=False)
-        if proc.returncode != 0:
-            raise RegistryError(
-                f"joining {targets[0]} failed: {proc.stderr.strip().splitlines()[-1:]}: "
-                "is docker buildx installed and the registry reachable?"
-            )
-        joined += targets
-    return joined
+        client.images.get(b.tag).tag(remote)
+        pushed.append(Pushed(id=b.id, ref=remote, digest=_push(client, remote), platform=b.platform,
+                             go_version=b.go_version, variant=b.variant))
+    return pushed
 
 
-def pull(c: docker.DockerClient, cells: tuple[Cell, ...], lock: Lock, registry: str) -> list[dict]:
+def join_pushed(registry: str, pushed: list[Pushed]) -> list[Joined]:
+    """Join freshly pushed per-arch images with what the registry already lists."""
+    repo = repository(registry)
+    groups: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    for p in pushed:
+        groups[(p.go_version, p.variant)][p.platform] = p.digest
+    return [join(repo, version, variant, new) for (version, variant), new in sorted(groups.items())]
+
+
+def join_cells(cells: tuple[Cell, ...], lock: Lock, registry: str) -> list[Joined]:
+    """Join per-arch tags already in the registry (pushed by other runners with
+    'gobuild images --push --no-join') into the multi-arch tags of the selected cells.
+
+    Every selected cell's per-arch tag must be there; nothing is joined otherwise."""
+    repo = repository(registry)
+    groups: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    missing = []
+    for cell in cells:
+        release = lock.release(cell)
+        ref = f"{repo}:{image_tag(release, cell).split(':', 1)[1]}"
+        descriptor = describe(ref)
+        if descriptor is None:
+            missing.append((ref, cell.platform))
+            continue
+        groups[(release.version, cell.variant.name)][cell.platform] = descriptor["digest"]
+    if missing:
+        ref, platform = missing[0]
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise RegistryError(
+            f"{ref}{more} not in the registry: push it first (gobuild images --push --no-join "
+            f"--platform {platform}) or select only what was pushed (--platform, --variant, --go)"
+        )
+    return [join(repo, version, variant, new) for (version, variant), new in sorted(groups.items())]
+
+
+def pull(client: docker.DockerClient, cells: tuple[Cell, ...], lock: Lock, registry: str) -> list[dict]:
     """Pull the multi-arch tag of each cell for its platform, check it against the lock, and
     tag it locally as gobuild would have built it."""
     repo = repository(registry)
@@ -81,7 +217,7 @@ def pull(c: docker.DockerClient, cells: tuple[Cell, ...], lock: Lock, registry: 
         remote = multiarch_tags(release, cell, repo)[0]
         print(f"gobuild: pulling {remote} for {cell.platform}", file=sys.stderr)
         try:
-            img = c.images.pull(remote, platform=cell.platform)
+            img = client.images.pull(remote, platform=cell.platform)
         except docker.errors.APIError as exc:
             raise RegistryError(
                 f"cannot pull {remote} for {cell.platform}: {exc.explanation}: "

@@ -1,0 +1,136 @@
+"""The images flow as a library function: render, plan, fetch, build, smoke-test, push, join.
+
+No Click here: a test, a workflow step or another command calls ``build_images`` with what it
+wants and gets a typed result back. Progress goes to stderr (or to the ``log`` callback).
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+
+from . import base, build, engine, registry, render, smoke, toolchains
+from .errors import ConfigError
+from .lock import Lock
+from .matrix import Cell, Matrix
+
+Log = Callable[[str], None]
+
+
+def log_stderr(message: str) -> None:
+    print(f"gobuild: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Publish:
+    """Where and how to push: per-arch tags to registry, joined into multi-arch tags unless
+    join is False (per-runner CI builds join later with 'gobuild join')."""
+
+    registry: str
+    join: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImagesResult:
+    images: tuple[build.Built, ...]
+    downloaded_bytes: int
+    verified: int  # images smoke-tested
+    pushed: tuple[registry.Pushed, ...] = ()
+    joined: tuple[registry.Joined, ...] = ()
+
+    def as_json(self) -> list[dict]:
+        """One entry per image; 'remote' and 'digest' when it was pushed."""
+        by_id = {p.id: p for p in self.pushed}
+        out = []
+        for image in self.images:
+            entry = image.as_json()
+            if image.id in by_id:
+                entry.update(remote=by_id[image.id].ref, digest=by_id[image.id].digest)
+            out.append(entry)
+        return out
+
+
+def check_publish(publish: Publish | None) -> None:
+    """Refuse a bad --registry before anything is built."""
+    if publish is not None:
+        registry.repository(publish.registry)
+
+
+def build_images(cells: tuple[Cell, ...], lock: Lock, templates: Path | None, *,
+                 force: bool = False, verify: bool = False, publish: Publish | None = None,
+                 progress: toolchains.Progress | None = None, log: Log = log_stderr,
+                 client: docker.DockerClient | None = None) -> ImagesResult:
+    """Build (or find up to date) the image of every cell; optionally smoke-test and push them."""
+    check_publish(publish)
+    contexts = render.render_all(render.environment(templates), cells, lock)
+    client = client or engine.client()
+    planned = build.plan(client, contexts, lock)
+    cache = toolchains.Cache(root=toolchains.cache_dir())
+    images, downloaded = build.build_all(client, planned, cache, progress, force=force)
+    if verify:
+        verify_images(client, images, [p.cell.variant.cgo for p in planned], log)
+    pushed: list[registry.Pushed] = []
+    joined: list[registry.Joined] = []
+    if publish is not None:
+        pushed = registry.push(client, images, publish.registry)
+        if publish.join:
+            joined = registry.join_pushed(publish.registry, pushed)
+    return ImagesResult(images=tuple(images), downloaded_bytes=downloaded,
+                        verified=len(images) if verify else 0, pushed=tuple(pushed),
+                        joined=tuple(joined))
+
+
+def verify_images(client: docker.DockerClient, images: list[build.Built], cgo: list[bool],
+                  log: Log = log_stderr) -> None:
+    """Smoke-test each image; its containers are removed however this ends, SIGTERM included."""
+    run_id = engine.new_run_id()
+    log(f"smoke tests: run {run_id}")
+    with engine.cleanup_on_exit(client, run_id):
+        for image, image_cgo in zip(images, cgo, strict=True):
+            log(f"smoke test of {image.tag}")
+            smoke.smoke(client, image, image_cgo, run_id)
+
+
+def join(cells: tuple[Cell, ...], lock: Lock, registry_name: str) -> list[registry.Joined]:
+    """Join per-arch tags already in the registry into the selected cells' multi-arch tags."""
+    if not cells:
+        raise ConfigError("nothing to join: the selectors match no cell of the matrix")
+    return registry.join_cells(cells, lock, registry_name)
+
+
+def pull(cells: tuple[Cell, ...], lock: Lock, registry_name: str,
+         client: docker.DockerClient | None = None) -> list[dict]:
+    """Pull each cell's multi-arch tag for its platform, checked against the lock."""
+    registry.repository(registry_name)
+    return registry.pull(client or engine.client(), cells, lock, registry_name)
+
+
+def bases(platforms: tuple[str, ...], suite: str, mirror: str, force: bool = False,
+          client: docker.DockerClient | None = None) -> Iterator[base.BaseImage]:
+    """Build the Debian bases that are missing (each as it is done: a generator)."""
+    yield from base.build_bases(client or engine.client(), platforms, suite, mirror, force)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LockResult:
+    path: Path
+    changed: bool
+    resolved: dict  # matrix version -> lock.Release
+
+
+def relock(matrix: Matrix, cells: tuple[Cell, ...], lock_path: Path, *, source: str,
+           mirror: str | None, pypi_index: str) -> LockResult:
+    """Resolve the selected versions and write the lock; versions not selected are kept."""
+    from .lock import load_lock, write_lock
+    from .sources import date_from_headers, list_releases, resolve, warn_stderr
+
+    versions = tuple(dict.fromkeys(c.go for c in cells))
+    releases = list_releases(source, mirror, pypi_index, warn_stderr)
+    resolved = resolve(matrix, versions, releases, dated=date_from_headers)
+    old = load_lock(lock_path).go if lock_path.exists() else {}
+    keep = {k: v for k, v in old.items() if k in matrix.go and k not in resolved}
+    lock = Lock(go=dict(sorted({**keep, **resolved}.items())), path=lock_path)
+    return LockResult(path=lock_path, changed=write_lock(lock), resolved=resolved)
