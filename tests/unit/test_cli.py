@@ -12,10 +12,10 @@ def files_under(path):
 
 
 def test_help_has_examples(cli):
-    for cmd in ("matrix", "lock", "render", "images", "pull", "doctor", "base"):
+    for cmd in ("matrix", "lock", "render", "images", "pull", "join", "doctor", "base"):
         result = cli(cmd, "--help")
         assert result.exit_code == 0, cmd
-        assert "Examples" in result.output or cmd == "doctor", cmd
+        assert "Examples" in result.output, cmd
 
 
 def test_matrix_lists_identifiers_and_json(cli, project):
@@ -98,3 +98,78 @@ def test_images_push_without_registry_is_a_usage_error(cli, project):
     assert result.exit_code == 2 and "--push needs --registry" in result.output
     result = cli("images", "--registry", "Not A Registry")
     assert result.exit_code == 2 and "is not HOST/NAMESPACE" in result.output
+
+
+def test_render_check_reads_the_template_of_the_project_it_was_started_in(cli, project, root):
+    """The defaults agree: with a templates/ folder in the project, an edit there is what
+    render --check compares with, not the packaged template."""
+    assert cli("render").exit_code == 0
+    shutil.copytree(root / "templates", project / "templates")
+    assert cli("render", "--check").exit_code == 0
+    tpl = project / "templates" / "Dockerfile.j2"
+    tpl.write_text(tpl.read_text().replace("WORKDIR /go", "WORKDIR /src"))
+    (project / "sub").mkdir()
+    import os
+    os.chdir(project / "sub")  # the project is found from below too (monkeypatch restores cwd)
+    result = cli("render", "--check")
+    assert result.exit_code == 1 and "+WORKDIR /src" in result.output
+
+
+def squeeze(text: str) -> str:
+    """Help text without its wrapping (click breaks long paths at hyphens)."""
+    return "".join(text.split())
+
+
+def test_help_and_doctor_name_the_folder_the_inputs_come_from(cli, project, tmp_path_factory,
+                                                             monkeypatch):
+    from builder import doctor
+    from builder.inputs import PACKAGED_TEMPLATES, defaults
+
+    here = project.resolve()
+    result = squeeze(cli("--help").output)
+    assert squeeze(f"project folder {here}") in result
+    assert squeeze(str(here / "images" / "matrix.yaml")) in result
+    help_text = squeeze(cli("render", "--help").output)
+    assert squeeze(f"[default: {here / 'images' / 'matrix.yaml'}, the project folder]") in help_text
+    # this project has no templates/: the packaged template, said so
+    assert squeeze(f"[default: {PACKAGED_TEMPLATES}, the project folder]") in help_text
+    report = doctor.Report(checks=[], inputs=defaults())
+    assert report.as_json()["inputs"]["project"] == str(here)
+    assert f"the project folder {here} (no templates/ there: the packaged template)" in report.text()
+    monkeypatch.chdir(tmp_path_factory.mktemp("nowhere"))  # no images/matrix.yaml above
+    assert "packageddefaults" in squeeze(cli("--help").output)
+    assert doctor.Report(checks=[], inputs=defaults()).as_json()["inputs"]["project"] is None
+
+
+def test_doctor_json_names_the_inputs_without_a_daemon(tmp_path, project):
+    import os
+    env = {"DOCKER_HOST": f"unix://{tmp_path}/no.sock", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "builder.cli", "doctor", "--json"], capture_output=True, text=True,
+        env={**os.environ, **env}, cwd=project, check=False,
+    )
+    assert proc.returncode == 5
+    data = json.loads(proc.stdout)
+    assert data["inputs"]["project"] == str(project.resolve())
+    assert data["inputs"]["matrix"] == str(project.resolve() / "images" / "matrix.yaml")
+
+
+def test_an_unexpected_error_has_its_own_exit_code_not_the_check_failed_one(cli, project,
+                                                                            monkeypatch):
+    from builder import matrix
+    from builder.errors import CheckFailed, UnexpectedError
+
+    def broken(path):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(matrix, "load_matrix", broken)
+    result = cli("matrix")
+    assert result.exit_code == UnexpectedError.exit_code == 70 != CheckFailed.exit_code
+    assert "unexpected error: RuntimeError: a bug (run with --debug" in result.output
+    with pytest.raises(RuntimeError):
+        cli("--debug", "matrix")
+
+
+def test_no_join_needs_push(cli, project):
+    result = cli("images", "--no-join", "--registry", "localhost:5000/x")
+    assert result.exit_code == 2 and "--no-join only applies to --push" in result.output

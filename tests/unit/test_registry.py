@@ -1,0 +1,88 @@
+"""Pure parts of pushing and joining: which manifests a multi-arch tag keeps, and the one
+rule for multi-arch tag names; and which local base stands in for which upstream image."""
+from __future__ import annotations
+
+import pytest
+
+from builder import base, build, registry
+from builder.errors import RegistryError
+from builder.matrix import Variant
+
+INDEX = {
+    "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+    "digest": "sha256:" + "f" * 64,
+    "manifests": [
+        {"digest": "sha256:" + "a" * 64, "platform": {"architecture": "amd64", "os": "linux"}},
+        {"digest": "sha256:" + "b" * 64,
+         "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+        {"digest": "sha256:" + "c" * 64, "platform": {"architecture": "unknown", "os": "unknown"},
+         "annotations": {"vnd.docker.reference.type": "attestation-manifest"}},
+    ],
+}
+
+
+def test_an_index_gives_its_image_manifests_by_platform():
+    assert registry.index_manifests(INDEX) == {
+        "linux/amd64": "sha256:" + "a" * 64, "linux/arm64": "sha256:" + "b" * 64}
+    assert registry.index_manifests(None) == {}
+    assert registry.platform_key({"os": "linux", "architecture": "arm", "variant": "v7"}) == "linux/arm/v7"
+
+
+def test_a_tag_holding_one_image_is_refused_rather_than_replaced():
+    single = {"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+              "digest": "sha256:" + "d" * 64}
+    with pytest.raises(RegistryError, match="single image"):
+        registry.index_manifests(single)
+
+
+def test_join_keeps_the_registry_s_other_platforms_and_names_them_by_digest(monkeypatch):
+    """Only the subprocess is replaced: the argument lists are what is checked."""
+    calls = []
+
+    class Proc:
+        returncode, stdout, stderr = 0, "", ""
+
+    def fake_run(argv, **kw):
+        calls.append(argv)
+        if argv[3] == "inspect":
+            proc = Proc()
+            proc.stdout = __import__("json").dumps(INDEX)
+            return proc
+        return Proc()
+
+    monkeypatch.setattr(registry.subprocess, "run", fake_run)
+    new = "sha256:" + "e" * 64
+    joined = registry.join("r:5000/ns/go", "1.22.10", "slim", {"linux/arm64": new})
+    assert calls[0] == registry.inspect_argv("r:5000/ns/go:1.22.10-slim")
+    assert calls[1] == registry.imagetools_argv(
+        ["r:5000/ns/go:1.22.10-slim", "r:5000/ns/go:1.22-slim"],
+        ["r:5000/ns/go@sha256:" + "a" * 64, f"r:5000/ns/go@{new}"])
+    assert joined.kept == ("linux/amd64",)
+    assert joined.manifests == {"linux/amd64": "sha256:" + "a" * 64, "linux/arm64": new}
+
+
+def test_multiarch_tag_names_live_in_one_place():
+    assert build.joined_tags("1.22.10", "slim", "r/go") == ["r/go:1.22.10-slim", "r/go:1.22-slim"]
+
+
+BOOKWORM = Variant(name="bookworm", kind="debian", base="debian:bookworm-slim")
+
+
+@pytest.mark.parametrize("labels, history, variant_base, used", [
+    ({base.STANDS_FOR_LABEL: "debian:bookworm-slim"}, [], "debian:bookworm-slim", True),
+    ({base.STANDS_FOR_LABEL: "debian:bookworm-slim"}, [], "docker.io/library/debian:bookworm-slim", True),
+    ({base.STANDS_FOR_LABEL: "debian:bookworm-slim"}, [], "debian:bookworm", False),
+    ({base.STANDS_FOR_LABEL: "debian:bookworm-slim"}, [], "ubuntu:24.04", False),
+    ({}, [{"CreatedBy": base.BUILT_BY}], "debian:bookworm-slim", True),  # built before the label
+    ({}, [{"CreatedBy": base.BUILT_BY}], "example.com/own/bookworm:1", False),
+    ({}, [{"CreatedBy": "/bin/sh -c apt-get install"}], "debian:bookworm-slim", False),
+])
+def test_a_local_base_stands_in_only_for_the_image_it_was_built_for(labels, history,
+                                                                  variant_base, used):
+    suite = base.suite_of(Variant(name="v", kind="debian", base=variant_base))
+    assert base.same_image_name(base.stands_for(labels, history, suite) or "", variant_base) is used
+
+
+def test_pulled_bases_are_kept_apart_by_the_base_they_hold():
+    assert base.upstream_tag("debian:bookworm-slim", "arm64") != base.upstream_tag("ubuntu:24.04", "arm64")
+    assert base.upstream_tag("debian:bookworm-slim", "arm64").startswith("gobuild/base:upstream-")
