@@ -31,9 +31,26 @@ def layers(modules: int, depth: int = 4) -> list[list[int]]:
     return [list(range(s, min(s + per, modules))) for s in range(0, modules, per)]
 
 
+def _import_names(imports: list[str]) -> list[tuple[str, str]]:
+    """(name the file uses, import line) per import; a package name met twice in one file
+    (two modules' p0) gets an alias, as Go rejects the second otherwise."""
+    seen = {"fmt", "sort", "strings"}
+    out = []
+    for j, path in enumerate(imports):
+        name = path.rsplit("/", 1)[1]
+        if name in seen:
+            name = f"d{j}_{name}"
+            out.append((name, f'\t{name} "{path}"'))
+        else:
+            out.append((name, f'\t"{path}"'))
+        seen.add(name)
+    return out
+
+
 def _package_source(name: str, imports: list[str], seed: int) -> str:
+    named = _import_names(imports)
     lines = [f"package {name}", "", "import ("]
-    lines += [f'\t"{p}"' for p in ("fmt", "sort", "strings")] + [f'\t"{p}"' for p in imports]
+    lines += [f'\t"{p}"' for p in ("fmt", "sort", "strings")] + [line for _, line in named]
     lines += [")", ""]
     lines += [
         "// Item is a small record the generated functions sort and format.",
@@ -81,15 +98,31 @@ def _package_source(name: str, imports: list[str], seed: int) -> str:
             "}",
             "",
         ]
-    calls = " + ".join([f"{imp.rsplit('/', 1)[1]}.F0(2)" for imp in imports] or ['""'])
+    calls = " + ".join([f"{n}.F0(2)" for n, _ in named] or ['""'])
     lines += ["// Chain reaches into the packages this one imports.", "func Chain() string {",
               f"\treturn F1(3) + {calls}", "}", ""]
     return "\n".join(lines)
 
 
+def package_counts(modules: int, packages: int) -> list[int]:
+    """Packages per module: exactly `packages` in all, spread evenly, the first modules taking
+    one more when they do not divide (20 modules, 100 packages: 5 each)."""
+    if modules < 1 or packages < modules:
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            f"a workload of {modules} modules needs at least as many packages (got {packages}): "
+            "every module holds at least one package"
+        )
+    per, extra = divmod(packages, modules)
+    return [per + (1 if m < extra else 0) for m in range(modules)]
+
+
 def module_graph(modules: int = 20, packages: int = 100) -> dict[str, bytes]:
-    """Files of the synthetic graph (paths relative to /gobuild)."""
-    per_module = max(1, packages // modules)
+    """Files of the synthetic graph (paths relative to /gobuild): `modules` modules in up to 4
+    layers, `packages` packages in all; each package imports one package of each of (up to)
+    two modules of the next layer, and the main module imports every package."""
+    counts = package_counts(modules, packages)
     by_layer = layers(modules)
     layer_of = {m: li for li, ms in enumerate(by_layer) for m in ms}
     files: dict[str, bytes] = {}
@@ -108,8 +141,8 @@ def module_graph(modules: int = 20, packages: int = 100) -> dict[str, bytes]:
                 zf.writestr(info, data)
 
             add("go.mod", gomod)
-            for p in range(per_module):
-                imports = [f"{_module(d)}/p{(p + j) % per_module}" for j, d in enumerate(deps[:2])]
+            for p in range(counts[m]):
+                imports = [f"{_module(d)}/p{(p + j) % counts[d]}" for j, d in enumerate(deps[:2])]
                 add(f"p{p}/p{p}.go", _package_source(f"p{p}", imports, m * 100 + p))
         base = f"proxy/{mod}/@v/"
         files[base + "list"] = f"{VERSION}\n".encode()
@@ -119,7 +152,7 @@ def module_graph(modules: int = 20, packages: int = 100) -> dict[str, bytes]:
         files[base + f"{VERSION}.zip"] = zbuf.getvalue()
     # The main module imports every package, so a build compiles the whole graph; go.mod
     # lists every module, as 'go mod tidy' would, and module requirements give the depth.
-    pkgs = [f"{_module(m)}/p{p}" for m in range(modules) for p in range(per_module)]
+    pkgs = [f"{_module(m)}/p{p}" for m in range(modules) for p in range(counts[m])]
     files["work/go.mod"] = (
         f"module example.com/workload\n\n{GO_DIRECTIVE}\n\nrequire (\n"
         + "".join(f"\t{_module(m)} {VERSION}\n" for m in range(modules)) + ")\n"
