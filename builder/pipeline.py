@@ -14,8 +14,9 @@ import docker
 
 from . import base, build, engine, registry, render, smoke, toolchains
 from .errors import ConfigError
-from .lock import Lock
+from .lock import Lock, Release, load_lock, write_lock
 from .matrix import Cell, Matrix
+from .sources import date_from_headers, list_releases, resolve, warn_stderr
 
 Log = Callable[[str], None]
 
@@ -118,16 +119,13 @@ def bases(platforms: tuple[str, ...], suite: str, mirror: str, force: bool = Fal
 class LockResult:
     path: Path
     changed: bool
-    resolved: dict  # matrix version -> lock.Release
+    resolved: dict[str, Release]  # matrix version -> the release it resolved to
 
 
 def relock(matrix: Matrix, cells: tuple[Cell, ...], lock_path: Path, *, source: str,
            mirror: str | None, pypi_index: str) -> LockResult:
     """Resolve the selected versions and write the lock; versions not selected are kept."""
-    from .lock import load_lock, write_lock
-    from .sources import date_from_headers, list_releases, resolve, warn_stderr
-
-    versions = tuple(dict.fromkeys(c.go for c in cells))
+    versions = tuple(dict.fromkeys(cell.go for cell in cells))
     releases = list_releases(source, mirror, pypi_index, warn_stderr)
     resolved = resolve(matrix, versions, releases, dated=date_from_headers)
     old = load_lock(lock_path).go if lock_path.exists() else {}
