@@ -1,7 +1,6 @@
-"""`gobuild bench`."""
+"""`gobuild bench`: parse, build the options, call the library, print."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 from pathlib import Path
@@ -9,30 +8,12 @@ from pathlib import Path
 import click
 
 from . import engine
+from .bench.options import BenchOptions, parse_cpus, parse_duration, parse_gomaxprocs, parse_memory
+from .bench.output import summary_text
+from .bench.results import SUITES
+from .bench.run import bench, choose_images, default_output
+from .errors import BenchError
 from .inputs import Inputs, inputs_options, json_option
-from .errors import BenchError, ConfigError
-from .matrix import Selection
-
-
-def _images(c, inputs: Inputs, images: tuple[str, ...]) -> tuple[str, ...]:
-    from .build import image_tag
-
-    if images:
-        refs = images
-    else:
-        sel = inputs.selection
-        if sel == Selection():
-            sel = Selection(go=("latest",), platforms=(f"linux/{engine.host_arch()}",), variants=("slim",))
-        from .matrix import select
-
-        lock = inputs.lock()
-        refs = tuple(image_tag(lock.release(cell), cell) for cell in select(inputs.matrix(), sel))
-    for ref in refs:
-        if engine.image_labels(c, ref) is None:
-            raise ConfigError(
-                f"no image {ref} in the engine: build it first (gobuild images) or pass --image TAG"
-            )
-    return refs
 
 
 @click.command("bench")
@@ -43,7 +24,7 @@ def _images(c, inputs: Inputs, images: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--memory", default="2g", show_default=True, help="Memory limit, as docker run --memory (512m, 2g); swap off.")
 @click.option("--cpuset", metavar="LIST", help="CPUs to pin to, as docker run --cpuset-cpus (0-1).")
 @click.option("--suite", "suites", multiple=True,
-              type=click.Choice(["compile", "memory", "sched", "tooling", "memstats", "gotest"]),
+              type=click.Choice(SUITES),
               help="Suite(s) to run; repeatable [default: all six].")
 @click.option("--runs", default=10, show_default=True, type=click.IntRange(1, 1000), help="Measured runs per configuration.")
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(0, 100), help="Warm-up runs, discarded.")
@@ -60,11 +41,16 @@ def _images(c, inputs: Inputs, images: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder [default: results/<UTC timestamp>].")
 @click.option("--seed", default=1, show_default=True, type=int, help="Seed of the run-order shuffle.")
-@click.option("--cleanup", is_flag=True, help="Only remove containers and volumes left by earlier crashed runs.")
+@click.option("--cleanup", is_flag=True,
+              help="Only remove the containers and volumes that gobuild runs which are no longer "
+                   "running left behind, and say what was removed.")
+@click.option("--older-than", metavar="AGE",
+              help="With --cleanup: also remove what is older than AGE (90m, 12h, 2d), whoever "
+                   "owns it (runs on other hosts, which this machine cannot see).")
 @json_option
 def bench_cmd(inputs: Inputs, images, cpus, memory, cpuset, suites, runs, warmup, gomaxprocs,
               workload, modules, packages, compile_target, bench_package, output, seed, cleanup,
-              as_json) -> None:
+              older_than, as_json) -> None:
     """Measure the Go toolchain in containers under cgroup CPU and memory limits.
 
     Suites: compile (go build -a, cold cache, per GOMAXPROCS), memory (peak memory of go env,
@@ -81,38 +67,35 @@ def bench_cmd(inputs: Inputs, images, cpus, memory, cpuset, suites, runs, warmup
       gobuild bench --cpus 0.5 --memory 2g
       gobuild bench --go 1.22 --go 1.27 --variant slim --platform linux/amd64 --suite compile
       gobuild bench --image gobuild/go:1.27.3-bookworm-amd64 --gomaxprocs 1,2 --runs 20
-      gobuild bench --cleanup
+      gobuild bench --cleanup                  # what crashed gobuild runs left behind
+      gobuild bench --cleanup --older-than 1d  # also what other hosts' runs left
     """
-    from .bench.options import BenchOptions, parse_cpus, parse_gomaxprocs, parse_memory
-    from .bench.output import summary_text, write_all
-    from .bench.run import cleanup_on_exit, run_bench
-
-    cpus_value, memory_value = parse_cpus(cpus), parse_memory(memory)  # syntax, before the engine
+    cpus_value, memory_value = parse_cpus(cpus), parse_memory(memory)  # before the engine
     procs = parse_gomaxprocs(gomaxprocs) if gomaxprocs else (max(1, math.ceil(cpus_value)),)
-    c = engine.client()
+    age = parse_duration(older_than) if older_than else None
+    client = engine.client()
     if cleanup:
-        n = engine.remove_labelled(c)
-        click.echo(f"removed {n} containers and volumes left by earlier gobuild runs")
+        removed = engine.remove_stale(client, age)
+        summary = (f"removed {len(removed)} containers and volumes left by gobuild runs that "
+                   "are no longer running")
+        click.echo("\n".join([*removed, summary]))
         return
-    facts = engine.facts(c)
-    cpus_value, memory_value = parse_cpus(cpus, facts.cpus), parse_memory(memory, facts.memory_bytes)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     opts = BenchOptions(
-        images=_images(c, inputs, images), cpus=cpus_value, memory=memory_value, cpuset=cpuset,
-        suites=tuple(dict.fromkeys(suites)) or ("compile", "memory", "sched", "tooling", "memstats", "gotest"),
-        runs=runs, warmup=warmup, gomaxprocs=procs, workload=workload,
-        workload_modules=modules, workload_packages=packages, compile_target=compile_target,
+        images=choose_images(client, inputs, images), cpus=cpus_value, memory=memory_value,
+        cpuset=cpuset, suites=tuple(dict.fromkeys(suites)) or SUITES, runs=runs, warmup=warmup,
+        gomaxprocs=procs, workload=workload, workload_modules=modules, workload_packages=packages,
+        compile_target=compile_target,
         bench_package=bench_package or ("." if workload else "./benchpkg"),
-        output=output or Path("results") / stamp, seed=seed,
+        output=output or default_output(), seed=seed,
     )
-    run_id = engine.new_run_id()
-    with cleanup_on_exit(c, run_id):
-        results, txt, profiles = run_bench(c, opts, run_id)
-    write_all(opts.output, results, txt, profiles)
-    click.echo(json.dumps(results, indent=2, sort_keys=True) if as_json else summary_text(results))
+    facts = engine.facts(client)
+    opts.check_engine(facts.cpus, facts.memory_bytes)
+    results = bench(client, opts)
+    data = results.to_json()
+    click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else summary_text(data))
     click.echo(f"bench: wrote {opts.output}/results.json, bench.txt, report.md", err=True)
-    if results["oom"] or results["failed_runs"]:
+    if results.failed_runs:
         raise BenchError(
-            f"{results['failed_runs']} measured run(s) failed"
-            f"{' (OOM-killed: raise --memory)' if results['oom'] else ''}; the other results are in {opts.output}"
+            f"{results.failed_runs} measured run(s) failed"
+            f"{' (OOM-killed: raise --memory)' if results.oom else ''}; the other results are in {opts.output}"
         )

@@ -6,14 +6,19 @@ containers are context managers that are removed on every path out, Ctrl-C inclu
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import io
 import os
 import platform as _platform
 import shutil
 import signal
+import socket
 import subprocess
+import tarfile
+import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
@@ -21,8 +26,8 @@ import docker.errors
 import requests
 
 from .errors import EngineError
+from .matrix import goarch
 
-RUN_LABEL = "io.gobuild.run"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 SETUP_HINT = "run 'make setup' (scripts/setup-host.sh) as root, or start dockerd"
 
@@ -40,10 +45,8 @@ def client() -> docker.DockerClient:
 
 
 def host_arch() -> str:
-    machine = _platform.machine().lower()
-    return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
-        machine, machine
-    )
+    """This machine's architecture as a Go arch."""
+    return goarch(_platform.machine())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,7 +66,7 @@ class EngineFacts:
 def facts(c: docker.DockerClient) -> EngineFacts:
     info = c.info()
     ver = c.version()
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(info.get("Architecture", ""), info.get("Architecture", ""))
+    arch = goarch(info.get("Architecture", ""))
     return EngineFacts(
         version=ver.get("Version", "?"),
         api_version=ver.get("ApiVersion", "?"),
@@ -118,114 +121,313 @@ def image_info(c: docker.DockerClient, ref: str) -> dict:
         raise EngineError(f"no image {ref} in the engine: build or pull it first") from None
 
 
+def arch(docker_client: docker.DockerClient) -> str:
+    """The engine's own architecture as a Go arch (what runs natively there)."""
+    return facts(docker_client).arch
+
+
+# Every container and volume gobuild makes carries these labels: the run it belongs to, the
+# gobuild process that owns it (so that a cleanup removes only what a dead process left), and
+# when it was made.
+RUN_LABEL = "io.gobuild.run"
+OWNER_LABEL = "io.gobuild.owner"
+CREATED_LABEL = "io.gobuild.created"
+
+
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def container_kwargs(*, image: str, command: list[str], run_id: str, name: str,
-                     platform: str | None = None, network: bool = False,
-                     environment: dict[str, str] | None = None,
-                     nano_cpus: int | None = None, mem_limit: int | None = None,
-                     cpuset_cpus: str | None = None, pids_limit: int | None = 4096,
-                     volumes: dict | None = None, user: str | None = None,
-                     working_dir: str | None = None) -> dict:
+def _start_ticks(pid: int) -> str | None:
+    """A process's start time in clock ticks since boot (field 22 of /proc/PID/stat): with the
+    pid, it names one process even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner() -> str:
+    """This gobuild process as "<host>:<pid>:<start ticks>"."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid) or '?'}"
+
+
+def owner_alive(value: str | None) -> bool | None:
+    """Whether the process named by an owner label still runs: None when this machine cannot
+    tell (another host, or no owner label)."""
+    host, _, rest = (value or "").partition(":")
+    pid, _, ticks = rest.partition(":")
+    if not value or host != socket.gethostname() or not pid.isdigit():
+        return None
+    return _start_ticks(int(pid)) == ticks
+
+
+def labels(run_id: str) -> dict[str, str]:
+    return {RUN_LABEL: run_id, OWNER_LABEL: owner(), CREATED_LABEL: str(int(time.time()))}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """cgroup limits as `docker run` takes them; memory means memory: swap is off."""
+
+    cpus: float | None = None
+    memory: int | None = None
+    cpuset: str | None = None
+    pids: int | None = 4096
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spec:
+    """What to run: built once, by value, and handed to the engine seam."""
+
+    image: str
+    command: tuple[str, ...]
+    role: str  # a word for the container's name: smoke, prepare, run, ...
+    platform: str | None = None
+    network: bool = False
+    environment: Mapping[str, str] = field(default_factory=dict)
+    limits: Limits = Limits()
+    volumes: Mapping[str, str] = field(default_factory=dict)  # volume name -> mount point
+    user: str | None = None
+    working_dir: str | None = None
+    timeout: float = 3600
+
+
+def create_kwargs(spec: Spec, *, name: str, labels: Mapping[str, str]) -> dict:
     """The arguments of containers.create for one gobuild container (pure, unit-tested)."""
     kw: dict = {
-        "image": image,
-        "command": command,
+        "image": spec.image,
+        "command": list(spec.command),
         "name": name,
-        "labels": {RUN_LABEL: run_id},
+        "labels": dict(labels),
         "detach": True,
-        "environment": environment or {},
-        "network_mode": "bridge" if network else "none",
+        "environment": dict(spec.environment),
+        "network_mode": "bridge" if spec.network else "none",
     }
-    if platform:
-        kw["platform"] = platform
-    if nano_cpus:
-        kw["nano_cpus"] = nano_cpus
-    if mem_limit:
-        kw["mem_limit"] = mem_limit
-        kw["memswap_limit"] = mem_limit  # no swap: a memory limit means what it says
-    if cpuset_cpus:
-        kw["cpuset_cpus"] = cpuset_cpus
-    if pids_limit:
-        kw["pids_limit"] = pids_limit
-    if volumes:
-        kw["volumes"] = volumes
-    if user is not None:
-        kw["user"] = user
-    if working_dir:
-        kw["working_dir"] = working_dir
+    lim = spec.limits
+    if spec.platform:
+        kw["platform"] = spec.platform
+    if lim.cpus:
+        kw["nano_cpus"] = round(lim.cpus * 1e9)
+    if lim.memory:
+        kw["mem_limit"] = lim.memory
+        kw["memswap_limit"] = lim.memory  # no swap: a memory limit means what it says
+    if lim.cpuset:
+        kw["cpuset_cpus"] = lim.cpuset
+    if lim.pids:
+        kw["pids_limit"] = lim.pids
+    if spec.volumes:
+        kw["volumes"] = {vol: {"bind": path, "mode": "rw"} for vol, path in spec.volumes.items()}
+    if spec.user is not None:
+        kw["user"] = spec.user
+    if spec.working_dir:
+        kw["working_dir"] = spec.working_dir
     return kw
+
+
+def oom_reasons(*, oom_killed: bool = False, oom_events: int = 0, exit_code: int | None = None,
+                counter_delta: int | None = None, peak: int | None = None,
+                limit: int | None = None) -> tuple[str, ...]:
+    """Every sign that the kernel's OOM killer ended something in a container (pure).
+
+    Docker's OOMKilled flag alone misses kills of child processes and is unreliable on cgroup
+    v2, so any one of these counts: the flag, an engine `oom` event for the container, the
+    cgroup's own oom_kill counter having moved (read inside by the runner probe), or exit 137
+    (SIGKILL) with the cgroup's peak usage at the limit."""
+    reasons = []
+    if oom_killed:
+        reasons.append("State.OOMKilled")
+    if oom_events:
+        reasons.append(f"{oom_events} engine oom event(s)")
+    if counter_delta:
+        reasons.append(f"cgroup oom_kill counter +{counter_delta}")
+    if exit_code == 137 and peak and limit and peak >= limit - max(4 * 2**20, limit // 100):
+        reasons.append("exit 137 with usage at the limit")
+    return tuple(reasons)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Finished:
     exit_code: int
     output: str
-    oom_killed: bool
-    timed_out: bool = False
+    oom_killed: bool  # State.OOMKilled
+    oom_events: int  # `oom` events the engine reported for the container
+    timed_out: bool
+    seconds: float
+
+    @property
+    def oom(self) -> bool:
+        return bool(oom_reasons(oom_killed=self.oom_killed, oom_events=self.oom_events,
+                                exit_code=self.exit_code))
+
+    def tail(self, lines: int = 3) -> str:
+        return " | ".join(self.output.strip().splitlines()[-lines:])
 
 
-@contextlib.contextmanager
-def container(c: docker.DockerClient, **kw) -> Iterator[docker.models.containers.Container]:
-    """A created (not started) container, removed with its anonymous volumes on every way out."""
-    kw.setdefault("name", f"gobuild-{kw.get('labels', {}).get(RUN_LABEL, 'x')}-{uuid.uuid4().hex[:8]}")
-    try:
-        ctr = c.containers.create(**kw)
-    except docker.errors.ImageNotFound:
-        raise EngineError(f"no image {kw.get('image')} in the engine: build or pull it first") from None
-    except docker.errors.APIError as exc:
-        raise EngineError(f"the engine refused to create a container: {exc.explanation}") from None
-    try:
-        yield ctr
-    finally:
+class Container:
+    """The one lifecycle of every container gobuild starts.
+
+    `with Container(engine_client, spec, run_id) as ctr:` creates it (unique name, run and
+    owner labels, limits, no network unless asked); `ctr.put_archive`, `ctr.run()` (start, wait
+    with the spec's timeout, kill on timeout, logs, OOM signs) and `ctr.fetch` work inside the
+    block; leaving the block removes the container and its anonymous volumes, however it is
+    left. Set GOBUILD_KEEP_CONTAINERS=1 to keep them for debugging (`gobuild bench --cleanup`
+    removes them once this process is gone)."""
+
+    def __init__(self, engine_client: docker.DockerClient, spec: Spec, run_id: str):
+        self.client, self.spec, self.run_id = engine_client, spec, run_id
+        self.name = f"gobuild-{spec.role}-{run_id}-{uuid.uuid4().hex[:8]}"
+        self._ctr = None
+
+    @property
+    def id(self) -> str:
+        return self._ctr.id
+
+    def __enter__(self) -> Container:  # noqa: PYI034 - a final class
+        kw = create_kwargs(self.spec, name=self.name, labels=labels(self.run_id))
+        try:
+            self._ctr = self.client.containers.create(**kw)
+        except docker.errors.ImageNotFound:
+            raise EngineError(f"no image {self.spec.image} in the engine: build or pull it first") from None
+        except docker.errors.APIError as exc:
+            raise EngineError(f"the engine refused to create a container: {exc.explanation}") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if os.environ.get("GOBUILD_KEEP_CONTAINERS") == "1":
+            return
         # Never let a failed removal hide what ended the block (an interrupted connection can
-        # fail here); the run-level cleanup (remove_labelled) removes whatever is left.
+        # fail here); the run-level cleanup (cleanup_on_exit) removes whatever is left.
         with contextlib.suppress(Exception):
-            ctr.remove(force=True, v=True)
+            self._ctr.remove(force=True, v=True)
 
+    def put_archive(self, path: str, data: bytes) -> None:
+        self._ctr.put_archive(path, data)
 
-def run(c: docker.DockerClient, timeout: float = 3600, **kw) -> Finished:
-    """Run a container to its end (or kill it after timeout seconds) and return its exit code,
-    output and OOM flag."""
-    with container(c, **kw) as ctr:
-        ctr.start()
+    def run(self) -> Finished:
+        """Start, wait for the end (killing it after the spec's timeout), and report."""
+        started = time.monotonic()
+        try:
+            self._ctr.start()
+        except docker.errors.APIError as exc:
+            raise EngineError(f"the engine could not start {self.name}: {exc.explanation}") from None
         timed_out = False
         try:
-            status = ctr.wait(timeout=timeout)
+            status = self._ctr.wait(timeout=self.spec.timeout)
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
             timed_out = True
             with contextlib.suppress(docker.errors.APIError):
-                ctr.kill()
+                self._ctr.kill()
             status = {"StatusCode": -1}
-        output = ctr.logs(stdout=True, stderr=True).decode("utf-8", "replace")
-        state = c.api.inspect_container(ctr.id)["State"]
-        return Finished(
-            exit_code=int(status.get("StatusCode", -1)),
-            output=output,
-            oom_killed=bool(state.get("OOMKilled")),
-            timed_out=timed_out,
-        )
+        seconds = time.monotonic() - started
+        output = self._ctr.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+        state = self.client.api.inspect_container(self._ctr.id)["State"]
+        code = int(status.get("StatusCode", -1))
+        return Finished(exit_code=code, output=output, oom_killed=bool(state.get("OOMKilled")),
+                        oom_events=self._oom_events(state) if code != 0 else 0,
+                        timed_out=timed_out, seconds=seconds)
+
+    def _oom_events(self, state: dict) -> int:
+        """The engine's `oom` events for this container: the cgroup's OOM notification, which
+        also fires when a child process (not the container's first) is killed. Asked only after
+        a failure: a run that exits 0 was not cut short."""
+        until = _engine_time(state.get("FinishedAt")) or int(time.time())
+        try:
+            events = self.client.events(since=until - 24 * 3600, until=until + 1, decode=True,
+                                        filters={"container": self._ctr.id, "event": "oom"})
+            return sum(1 for _ in events)
+        except docker.errors.APIError:
+            return 0
+
+    def fetch(self, path: str) -> dict[str, bytes]:
+        """The files under path in the container (name -> bytes); {} when there is none."""
+        try:
+            stream, _ = self._ctr.get_archive(path)
+        except docker.errors.NotFound:
+            return {}
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tf:
+            return {m.name: tf.extractfile(m).read() for m in tf.getmembers() if m.isfile()}
 
 
-def remove_labelled(c: docker.DockerClient, run_id: str | None = None) -> int:
-    """Remove containers (and volumes) left by gobuild runs; all runs when run_id is None."""
-    label = RUN_LABEL if run_id is None else f"{RUN_LABEL}={run_id}"
+def _engine_time(stamp: str | None) -> int | None:
+    """An engine timestamp (RFC 3339 with nanoseconds) as unix seconds."""
+    if not stamp or stamp.startswith("0001"):
+        return None
+    try:
+        return int(dt.datetime.fromisoformat(stamp[:19] + "+00:00").timestamp())
+    except ValueError:
+        return None
+
+
+def run(engine_client: docker.DockerClient, spec: Spec, run_id: str,
+        files: Mapping[str, bytes] | None = None) -> Finished:
+    """Run one container to its end: files (path -> tar bytes) are put in before it starts."""
+    with Container(engine_client, spec, run_id) as ctr:
+        for path, data in (files or {}).items():
+            ctr.put_archive(path, data)
+        return ctr.run()
+
+
+def create_volume(engine_client: docker.DockerClient, name: str, run_id: str) -> str:
+    """A named volume with the run's labels (removed by the run's cleanup)."""
+    try:
+        return engine_client.volumes.create(name=name, labels=labels(run_id)).name
+    except docker.errors.APIError as exc:
+        raise EngineError(f"the engine refused to create volume {name}: {exc.explanation}") from None
+
+
+def remove_labelled(engine_client: docker.DockerClient, run_id: str) -> int:
+    """Remove the containers and volumes of one run."""
+    label = f"{RUN_LABEL}={run_id}"
     n = 0
-    for ctr in c.containers.list(all=True, filters={"label": label}):
+    for ctr in engine_client.containers.list(all=True, filters={"label": label}):
         with contextlib.suppress(docker.errors.NotFound):
             ctr.remove(force=True, v=True)
             n += 1
-    for vol in c.volumes.list(filters={"label": label}):
+    for vol in engine_client.volumes.list(filters={"label": label}):
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
             vol.remove(force=True)
             n += 1
     return n
 
 
+def is_stale(item_labels: Mapping[str, str], running: bool, now: float,
+             older_than: float | None) -> bool:
+    """Whether a labelled container or volume was left behind (pure).
+
+    Left behind: its owning gobuild process on this machine is gone; or it is older than
+    older_than seconds (for owners this machine cannot see: other hosts, older gobuilds); or,
+    with no owner label (made before owners were recorded), it is not running."""
+    created = item_labels.get(CREATED_LABEL, "")
+    if older_than is not None and created.isdigit() and now - int(created) > older_than:
+        return True
+    alive = owner_alive(item_labels.get(OWNER_LABEL))
+    if alive is None:
+        return OWNER_LABEL not in item_labels and not running
+    return not alive
+
+
+def remove_stale(engine_client: docker.DockerClient, older_than: float | None = None) -> list[str]:
+    """Remove the containers, then the volumes, that gobuild processes left behind; return
+    their names. What a running gobuild still uses is left alone."""
+    now, removed = time.time(), []
+    for ctr in engine_client.containers.list(all=True, filters={"label": RUN_LABEL}):
+        if is_stale(ctr.labels, ctr.status == "running", now, older_than):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                ctr.remove(force=True, v=True)
+                removed.append(f"container {ctr.name}")
+    for vol in engine_client.volumes.list(filters={"label": RUN_LABEL}):
+        if is_stale(vol.attrs.get("Labels") or {}, False, now, older_than):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                vol.remove(force=False)  # in use by a live container: the engine refuses
+                removed.append(f"volume {vol.name}")
+    return removed
+
+
 @contextlib.contextmanager
-def cleanup_on_exit(c: docker.DockerClient, run_id: str) -> Iterator[None]:
+def cleanup_on_exit(engine_client: docker.DockerClient, run_id: str) -> Iterator[None]:
     """Remove the run's containers and volumes however the block ends.
 
     The first Ctrl-C (or SIGTERM) stops the run; any further one is ignored, so that a second
@@ -245,7 +447,7 @@ def cleanup_on_exit(c: docker.DockerClient, run_id: str) -> Iterator[None]:
     finally:
         stopping = True
         try:
-            remove_labelled(c, run_id)
+            remove_labelled(engine_client, run_id)
         except Exception:  # noqa: BLE001 - the interrupted connection may be broken: retry anew
             remove_labelled(client(), run_id)
         finally:

@@ -101,18 +101,15 @@ def check_output(image: Built, output: str, cgo: bool) -> list[str]:
 NATIVE_TIMEOUT, EMULATED_TIMEOUT, EMULATED_TRIES = 600, 600, 3
 
 
-def smoke(c: docker.DockerClient, image: Built, cgo: bool, run_id: str) -> SmokeResult:
-    emulated = image.platform.split("/")[1] != engine.host_arch()
+def smoke(engine_client: docker.DockerClient, image: Built, cgo: bool, run_id: str,
+          engine_arch: str | None = None) -> SmokeResult:
+    emulated = image.platform.split("/")[1] != (engine_arch or engine.arch(engine_client))
     tries = EMULATED_TRIES if emulated else 1
+    spec = engine.Spec(image=image.tag, command=("sh", "-c", SCRIPT), role="smoke",
+                       platform=image.platform, network=False,
+                       timeout=EMULATED_TIMEOUT if emulated else NATIVE_TIMEOUT)
     for attempt in range(1, tries + 1):
-        finished = engine.run(
-            c, timeout=EMULATED_TIMEOUT if emulated else NATIVE_TIMEOUT,
-            **engine.container_kwargs(
-                image=image.tag, command=["sh", "-c", SCRIPT], run_id=run_id,
-                name=f"gobuild-smoke-{run_id}-{image.id.replace('.', '_')}-{attempt}",
-                platform=image.platform, network=False,
-            ),
-        )
+        finished = engine.run(engine_client, spec, run_id)
         if not finished.timed_out:
             break
         print(f"gobuild: smoke test of {image.tag} hung under emulation (try {attempt} of {tries})",
@@ -120,9 +117,10 @@ def smoke(c: docker.DockerClient, image: Built, cgo: bool, run_id: str) -> Smoke
     problems = check_output(image, finished.output, cgo)
     if finished.timed_out:
         problems.insert(0, "timed out")
+    elif finished.oom:
+        problems.insert(0, "OOM-killed")
     elif finished.exit_code != 0:
         problems.insert(0, f"exit code {finished.exit_code}")
     if problems:
-        tail = " | ".join(finished.output.strip().splitlines()[-3:])
-        raise BuildError(f"smoke test of {image.tag} failed ({'; '.join(problems)}): {tail}")
+        raise BuildError(f"smoke test of {image.tag} failed ({'; '.join(problems)}): {finished.tail()}")
     return SmokeResult(id=image.id, ok=True, emulated=emulated, output=finished.output)

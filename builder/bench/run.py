@@ -1,21 +1,23 @@
-"""`gobuild bench` from start to end: prepare each image, check the limits in force, run the
-suites, write the outputs, and remove every container and volume of the run on every way out."""
+"""`gobuild bench` from start to end, as a library function: choose the images, prepare each,
+check the limits in force, run the suites round by round, and write the outputs after every
+measured round, so that a failure late in a run keeps what was measured."""
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import signal
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
 import docker
 
 from .. import __version__, engine
-from ..errors import BenchError
+from ..errors import BenchError, ConfigError
+from ..inputs import Inputs
+from ..matrix import Selection, select
 from . import output
 from .options import BenchOptions
-from ..engine import cleanup_on_exit  # noqa: F401 - moved to the engine seam
-from .runner import Bench, Record, configs, log_stderr, rounds
-from .stats import summarize
+from .results import METRICS, Record, Results, Target
+from .runner import Bench, configs, log_stderr, rounds
 
 PAGE = 4096
 
@@ -24,36 +26,83 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def choose_images(engine_client: docker.DockerClient, inputs: Inputs,
+                  images: tuple[str, ...]) -> tuple[str, ...]:
+    """The images to bench: those named, else the selected cells' images (default: the newest
+    Go of the matrix, slim, for the engine's own platform); each must be in the engine."""
+    from ..build import image_tag
+
+    refs = images
+    if not refs:
+        sel = inputs.selection
+        if sel == Selection():
+            sel = Selection(go=("latest",), platforms=(f"linux/{engine.arch(engine_client)}",),
+                            variants=("slim",))
+        lock = inputs.lock()
+        refs = tuple(image_tag(lock.release(cell), cell) for cell in select(inputs.matrix(), sel))
+    for ref in refs:
+        if engine.image_labels(engine_client, ref) is None:
+            raise ConfigError(
+                f"no image {ref} in the engine: build it first (gobuild images) or pass --image TAG"
+            )
+    return refs
+
+
 def effective_limits(facts: dict) -> dict:
+    """The limits in force, from what the runner probe read inside the container: CPUs,
+    memory, swap the container may use on top of memory (None: unknown), CPU set."""
+    host_swap = facts.get("host_swap_kb")
     if facts.get("cgroup_version") == 2:
         quota, _, period = (facts.get("cpu_max") or "max 100000").partition(" ")
         cpus = None if quota == "max" else int(quota) / int(period or 100000)
         mem = facts.get("memory_max")
         memory = None if mem in (None, "", "max") else int(mem)
+        swap_max = facts.get("swap_max")
+        swap = None if swap_max in (None, "") else (2**63 if swap_max == "max" else int(swap_max))
     else:
         q, p = facts.get("cpu_quota_us", -1), facts.get("cpu_period_us", -1)
         cpus = q / p if q and q > 0 and p and p > 0 else None
         mem = facts.get("memory_limit")
         memory = int(mem) if mem and int(mem) < 2**62 else None
-    return {"cpus": cpus, "memory": memory, "cpuset": facts.get("cpuset") or None,
+        memsw = facts.get("memsw_limit")
+        swap = int(memsw) - memory if memsw and memory is not None else None
+    if swap is None and host_swap == 0:
+        swap = 0  # no swap accounting, but no swap on the host either: none to use
+    return {"cpus": cpus, "memory": memory, "swap": swap, "cpuset": facts.get("cpuset") or None,
             "cgroup_version": facts.get("cgroup_version")}
 
 
+def cpu_list(text: str | None) -> frozenset[int] | None:
+    """'0-2,4' -> {0, 1, 2, 4}."""
+    if not text:
+        return None
+    cpus: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return frozenset(cpus)
+
+
 def check_limits(requested: dict, effective: dict, ref: str) -> None:
-    cpus, mem = effective["cpus"], effective["memory"]
+    """Every requested limit must be in force: CPUs, memory, no swap, the CPU set."""
+    cpus, mem, swap = effective["cpus"], effective["memory"], effective.get("swap")
+    hint = "does this engine support {} (gobuild doctor)?"
     if cpus is None or abs(cpus - requested["cpus"]) > 0.001:
-        raise BenchError(
-            f"{ref}: the container runs with {cpus} CPUs, not the {requested['cpus']:g} asked for: "
-            "does this engine support CPU quotas (gobuild doctor)?"
-        )
+        raise BenchError(f"{ref}: the container runs with {cpus} CPUs, not the "
+                         f"{requested['cpus']:g} asked for: {hint.format('CPU quotas')}")
     if mem is None or abs(mem - requested["memory"]) >= PAGE:
-        raise BenchError(
-            f"{ref}: the container's memory limit is {mem}, not {requested['memory']}: "
-            "does this engine support memory limits (gobuild doctor)?"
-        )
+        raise BenchError(f"{ref}: the container's memory limit is {mem}, not "
+                         f"{requested['memory']}: {hint.format('memory limits')}")
+    if swap != 0:
+        raise BenchError(f"{ref}: the container may swap ({'unknown amount' if swap is None else f'{swap} bytes'}), "
+                         f"so its memory limit is not what it says: {hint.format('swap limits (swapaccount=1)')}")
+    want = cpu_list(requested.get("cpuset"))
+    if want is not None and cpu_list(effective.get("cpuset")) != want:
+        raise BenchError(f"{ref}: the container runs on CPUs {effective.get('cpuset')}, not "
+                         f"{requested['cpuset']}: {hint.format('cpusets')}")
 
 
-def warnings_for(host: dict, records: list[Record], targets) -> list[str]:
+def warnings_for(host: dict, records: tuple[Record, ...], targets: list[Target]) -> list[str]:
     warns = []
     few: set[int] = set()
     try:
@@ -71,30 +120,32 @@ def warnings_for(host: dict, records: list[Record], targets) -> list[str]:
             warns.append(f"{t.ref} ({t.platform}) ran under emulation: {output.EMULATION_NOTE.split(': ', 1)[1]}")
     for rec in records:
         cfg = rec.config
-        for metric, _ in output.METRICS.get(cfg.suite, [])[:1]:
-            s = summarize([x[metric] for x in rec.samples if x.get(metric, -1) >= 0])
-            if s and s.outliers:
-                warns.append(f"{cfg.name} on {cfg.target.ref}: {s.outliers} outlier(s) in {s.n} runs (MAD)")
-            if s and s.n < 6:
-                few.add(s.n)
+        metric = METRICS[cfg.suite][0][0]
+        s = rec.summary(metric)
+        if s and s.outliers:
+            warns.append(f"{cfg.name} on {cfg.target.ref}: {s.outliers} outlier(s) in {s.n} runs (MAD)")
+        if s and s.n < 6:
+            few.add(s.n)
         if rec.failed:
-            kind = "OOM-killed" if any(f.get("oom") for f in rec.failed) else "failed"
-            warns.append(f"{cfg.name} on {cfg.target.ref}: {len(rec.failed)} run(s) {kind}")
+            kind = "OOM-killed" if any(f.oom for f in rec.failed) else "failed"
+            warns.append(f"{cfg.label} on {cfg.target.ref}: {len(rec.failed)} run(s) {kind}")
     if few:
         warns.append(f"{min(few)} measured run(s) give no 95% confidence interval of the median "
                      "(6 needed, 10 recommended): raise --runs")
     return warns
 
 
-def run_bench(c: docker.DockerClient, opts: BenchOptions, run_id: str,
-              log=log_stderr) -> tuple[dict, str, dict[str, bytes]]:
-    """Everything but writing files: returns (results, bench.txt text, profiles)."""
-    facts_engine = engine.facts(c)
-    requested = {"cpus": opts.cpus, "memory": opts.memory, "cpuset": opts.cpuset}
+def run_bench(engine_client: docker.DockerClient, opts: BenchOptions, run_id: str,
+              log: Callable[[str], None] = log_stderr) -> Results:
+    """Run the bench; results (results.json, bench.txt, report.md, profiles/) are written into
+    opts.output after every measured round and at the end, whatever ends the run: an error or
+    Ctrl-C after the first measured round leaves what was measured, marked with its status."""
+    facts_engine = engine.facts(engine_client)
+    requested = {"cpus": opts.cpus, "memory": opts.memory, "cpuset": opts.cpuset, "swap": 0}
     started = _now()
     log(f"run id {run_id}: {len(opts.images)} image(s), suites {', '.join(opts.suites)}, "
         f"{opts.runs} runs after {opts.warmup} warm-up, limits {opts.cpus:g} CPUs / {opts.memory} bytes")
-    bench = Bench(c, opts, run_id, facts_engine.arch, log)
+    bench = Bench(engine_client, opts, run_id, facts_engine.arch, log)
     targets = [bench.prepare(ref, i) for i, ref in enumerate(opts.images)]
     inside = bench.facts(targets[0])
     effective = effective_limits(inside)
@@ -109,47 +160,48 @@ def run_bench(c: docker.DockerClient, opts: BenchOptions, run_id: str,
         "loadavg_start": inside.get("loadavg"), "cpus_online": inside.get("nproc_online"),
     }
     cfgs = configs(opts, targets)
-    records = list(rounds(bench, cfgs, opts).values()) if cfgs else []
-    gotest_out: dict[str, str] = {}
-    gotest_oom: dict[str, bool] = {}
+    extra_warnings = [output.MEMINFO_NOTE] if "memstats" in opts.suites else []
+    results = Results(
+        run_id=run_id, gobuild_version=__version__, started=started, finished=None,
+        status="running", rounds_done=0, options=opts.summary(), host=host,
+        limits={"requested": requested, "effective": effective}, targets=tuple(targets),
+        records=tuple(Record(config=c) for c in cfgs),
+    )
     profiles: dict[str, bytes] = {}
-    if "gotest" in opts.suites:
-        for t in targets:
-            log(f"go test -bench . -benchmem -count={opts.runs} in {t.ref}")
-            out, profs, oom = bench.gotest(t, opts.runs)
-            gotest_out[t.ref], gotest_oom[t.ref] = out, oom
-            folder = t.ref.replace("/", "_").replace(":", "_")
-            profiles.update({f"{folder}/{name}": data for name, data in profs.items()})
-    suites: dict[str, list] = {}
-    for rec in records:
-        suites.setdefault(rec.config.suite, []).append(output.record_json(rec))
-    if "gotest" in opts.suites:
-        suites["gotest"] = [
-            {"suite": "gotest", "image": t.ref, "emulated": t.emulated, "oom": gotest_oom[t.ref],
-             "output": gotest_out[t.ref], "summary": {}, "samples": [], "failed": [],
-             "profiles": sorted(p for p in profiles if p.startswith(t.ref.replace("/", "_").replace(":", "_")))}
-            for t in targets
-        ]
-    warns = warnings_for(host, records, targets)
-    for ref, oom in gotest_oom.items():
-        if oom:
-            warns.append(f"go test -bench in {ref} was OOM-killed")
-    if "memstats" in opts.suites:
-        warns.append(output.MEMINFO_NOTE)
-    limits = {"requested": requested, "effective": effective}
-    results = {
-        "schema": output.SCHEMA, "gobuild_version": __version__, "run_id": run_id,
-        "started": started, "finished": _now(),
-        "options": {"suites": list(opts.suites), "runs": opts.runs, "warmup": opts.warmup,
-                    "gomaxprocs": list(opts.gomaxprocs), "seed": opts.seed,
-                    "workload": str(opts.workload) if opts.workload else "embedded",
-                    "compile_target": opts.compile_target},
-        "limits": limits, "host": host,
-        "targets": [{"image": t.ref, "image_id": t.image_id, "digest": t.digest,
-                     "platform": t.platform, "go_version": t.go_version, "emulated": t.emulated}
-                    for t in targets],
-        "suites": suites, "warnings": warns,
-        "oom": any(f.get("oom") for r in records for f in r.failed) or any(gotest_oom.values()),
-        "failed_runs": sum(len(r.failed) for r in records),
-    }
-    return results, output.bench_txt(targets, records, gotest_out, limits, host), profiles
+
+    def on_round(records: tuple[Record, ...], done: int, profs: dict[str, bytes]) -> None:
+        nonlocal results
+        profiles.update(profs)
+        results = replace(results, records=records, rounds_done=done,
+                          warnings=tuple(warnings_for(host, records, targets) + extra_warnings),
+                          profiles=tuple(sorted(profiles)))
+        output.write_all(opts.output, results, profiles)
+
+    status, error = "failed", None
+    try:
+        rounds(bench, cfgs, opts, on_round)
+        status = "complete"
+    except KeyboardInterrupt:
+        status, error = "interrupted", "interrupted by the user"
+        raise
+    except Exception as exc:
+        error = str(getattr(exc, "message", None) or exc)
+        raise
+    finally:
+        if results.rounds_done:  # only what was measured is worth keeping
+            results = replace(results, status=status, finished=_now(), error=error)
+            output.write_all(opts.output, results, profiles)
+    return results
+
+
+def bench(engine_client: docker.DockerClient, opts: BenchOptions,
+          log: Callable[[str], None] = log_stderr) -> Results:
+    """The whole `gobuild bench`: a run id, the run, and every container and volume of the
+    run removed on every way out (Ctrl-C and SIGTERM included)."""
+    run_id = engine.new_run_id()
+    with engine.cleanup_on_exit(engine_client, run_id):
+        return run_bench(engine_client, opts, run_id, log)
+
+
+def default_output() -> Path:
+    return Path("results") / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

@@ -3,27 +3,30 @@ limits, configurations interleaved round by round and shuffled within a round.
 
 Per image, a labelled volume mounted at /gobuild holds the workload, its module cache and the
 probe programs, which a preparation container builds with the toolchain under test. Measured
-containers have no network and a fresh GOCACHE (their own /tmp).
+containers have no network and a fresh GOCACHE (their own /tmp). Every measured command runs
+under the runner probe, which reads the cgroup's counters (peaks, OOM kills) from inside.
 """
 from __future__ import annotations
 
-import io
 import json
+import posixpath
 import random
+import shlex
 import sys
-import tarfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import docker
 
 from .. import engine
 from ..errors import BenchError
-from . import workload
+from . import benchfmt, workload
 from .options import BenchOptions
+from .results import Config, Record, Sample, Target, folder_name
 
 MOUNT = "/gobuild"
+RUNNER = f"{MOUNT}/bin/runner"
+TEST_BINARY = f"{MOUNT}/bin/workload.test"  # go test -c of --bench-package, built once
 ENV = {
     "GOCACHE": "/tmp/gocache", "GOMODCACHE": f"{MOUNT}/modcache", "GOPROXY": "off",
     "GOFLAGS": "-mod=mod", "GOSUMDB": "off", "GOTOOLCHAIN": "local", "HOME": "/tmp",
@@ -37,9 +40,12 @@ MEMORY_PHASES = {
     "go-env": ["go", "env"],
     "go-list-m-all": ["go", "list", "-m", "all"],
     "go-build": ["go", "build", "./..."],
-    "go-test-binary": [f"{MOUNT}/bin/workload.test", "-test.run", "^$", "-test.bench", ".",
+    "go-test-binary": [TEST_BINARY, "-test.run", "^$", "-test.bench", ".",
                        "-test.benchtime", "200x"],
 }
+PROFILE_DIR = "/tmp"  # the gotest suite's profiles, copied out of the container
+PROFILES = ("cpu.pprof", "mem.pprof")
+PREP_TIMEOUT, FACTS_TIMEOUT, RUN_TIMEOUT = 3600, 600, 7200
 
 PREP = """set -eu
 export GOCACHE={m}/prepcache GOMODCACHE={m}/modcache GOTOOLCHAIN=local GOFLAGS=-mod=mod GOSUMDB=off
@@ -54,40 +60,11 @@ echo GOBUILD-PREPARED
 """
 
 
-@dataclass(frozen=True, kw_only=True)
-class Target:
-    ref: str
-    image_id: str
-    digest: str | None
-    platform: str
-    arch: str
-    go_version: str
-    emulated: bool
-    volume: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class Config:
-    """One thing measured once per round: a suite case on an image at a GOMAXPROCS."""
-
-    suite: str
-    name: str  # Go benchmark name without "Benchmark" and without the -procs suffix
-    target: Target
-    argv: tuple[str, ...]
-    gomaxprocs: int | None = None
-    via_runner: bool = True
-
-    @property
-    def key(self) -> str:
-        procs = f"-{self.gomaxprocs}" if self.gomaxprocs else ""
-        return f"{self.target.ref}|{self.name}{procs}"
-
-
-@dataclass
-class Record:
-    config: Config
-    samples: list[dict] = field(default_factory=list)
-    failed: list[dict] = field(default_factory=list)
+def prep_script(opts: BenchOptions) -> str:
+    """The preparation's shell script; what the user gave reaches it quoted."""
+    download = ("go mod download" if opts.workload else
+                f"GOPROXY=file://{MOUNT}/proxy go mod download all")
+    return PREP.format(m=MOUNT, download=download, bench_pkg=shlex.quote(opts.bench_package))
 
 
 def _line(output: str, prefix: str) -> dict | None:
@@ -100,125 +77,141 @@ def _line(output: str, prefix: str) -> dict | None:
     return None
 
 
+def gotest_lines(output: str) -> tuple[str | None, list[str]]:
+    """The `pkg:` line and the benchmark result lines of go test's output."""
+    pkg, lines = None, []
+    for raw in output.splitlines():
+        line = raw.strip()
+        if line.startswith("pkg: ") and pkg is None:
+            pkg = line
+        elif line.startswith("Benchmark"):
+            try:
+                if benchfmt.parse(line):
+                    lines.append(line)
+            except ValueError:
+                pass  # a benchmark's own log line, not a result
+    return pkg, lines
+
+
 class Bench:
-    """Holds the engine, the run id and the options; every container it makes carries the run
-    label, and the caller removes them all (engine.remove_labelled) on every way out."""
+    """Holds the engine, the run id and the options; every container it makes goes through the
+    engine's one lifecycle and carries the run's labels, and the caller removes what is left
+    (engine.cleanup_on_exit) on every way out."""
 
-    def __init__(self, c: docker.DockerClient, opts: BenchOptions, run_id: str, engine_arch: str,
-                 log: Callable[[str], None]):
-        self.c, self.opts, self.run_id, self.engine_arch, self.log = c, opts, run_id, engine_arch, log
+    def __init__(self, engine_client: docker.DockerClient, opts: BenchOptions, run_id: str,
+                 engine_arch: str, log: Callable[[str], None]):
+        self.client, self.opts, self.run_id = engine_client, opts, run_id
+        self.engine_arch, self.log = engine_arch, log
 
-    def _kwargs(self, target: Target, command: list[str], *, limits: bool = True,
-                env: dict | None = None, user: str | None = None, network: bool = False) -> dict:
+    def _spec(self, target: Target, command: list[str], *, role: str, limits: bool = True,
+              env: dict | None = None, user: str | None = None, network: bool = False,
+              timeout: float = RUN_TIMEOUT, working_dir: str = f"{MOUNT}/work") -> engine.Spec:
         o = self.opts
-        return engine.container_kwargs(
-            image=target.ref, command=command, run_id=self.run_id,
-            name=f"gobuild-bench-{self.run_id}-{int(time.monotonic() * 1000) % 10**9}",
-            platform=target.platform, network=network, environment={**ENV, **(env or {})},
-            nano_cpus=o.nano_cpus if limits else None, mem_limit=o.memory if limits else None,
-            cpuset_cpus=o.cpuset if limits else None,
-            volumes={target.volume: {"bind": MOUNT, "mode": "rw"}},
-            user=user, working_dir=f"{MOUNT}/work",
+        return engine.Spec(
+            image=target.ref, command=tuple(command), role=role, platform=target.platform,
+            network=network, environment={**ENV, **(env or {})},
+            limits=engine.Limits(cpus=o.cpus, memory=o.memory, cpuset=o.cpuset) if limits
+            else engine.Limits(),
+            volumes={target.volume: MOUNT}, user=user, working_dir=working_dir, timeout=timeout,
         )
 
     def prepare(self, ref: str, index: int) -> Target:
-        info = engine.image_info(self.c, ref)
+        info = engine.image_info(self.client, ref)
         arch = info.get("Architecture", "?")
         labels = (info.get("Config") or {}).get("Labels") or {}
         version = labels.get("io.gobuild.go.version") or labels.get("org.opencontainers.image.version") or "?"
-        volume = self.c.volumes.create(
-            name=f"gobuild-bench-{self.run_id}-{index}",
-            labels={engine.RUN_LABEL: self.run_id},
-        )
+        volume = engine.create_volume(self.client, f"gobuild-bench-{self.run_id}-{index}", self.run_id)
         digests = info.get("RepoDigests") or []
         target = Target(ref=ref, image_id=info["Id"], digest=digests[0] if digests else None,
                         platform=f"linux/{arch}", arch=arch, go_version=version,
-                        emulated=arch != self.engine_arch, volume=volume.name)
+                        emulated=arch != self.engine_arch, volume=volume)
         o = self.opts
         files = workload.user_workload(o.workload) if o.workload else workload.module_graph(
             o.workload_modules, o.workload_packages)
         files.update(workload.probe_files())
-        if o.workload:
-            download, network = "go mod download", True
-        else:
-            download, network = f"GOPROXY=file://{MOUNT}/proxy go mod download all", False
-        script = PREP.format(m=MOUNT, download=download, bench_pkg=o.bench_package)
+        script, network = prep_script(o), o.workload is not None
         self.log(f"preparing {ref} ({target.platform}{', emulated' if target.emulated else ''}): "
                  "workload, module cache, probes")
-        kw = self._kwargs(target, ["sh", "-c", script], limits=False, user="0", network=network)
-        kw["working_dir"] = MOUNT
-        with engine.container(self.c, **kw) as ctr:
-            ctr.put_archive(MOUNT, workload.tarball(files))
-            ctr.start()
-            status = ctr.wait(timeout=3600)
-            out = ctr.logs().decode("utf-8", "replace")
-        if status.get("StatusCode") != 0 or "GOBUILD-PREPARED" not in out:
-            tail = " | ".join(out.strip().splitlines()[-3:])
-            raise BenchError(f"preparing {ref} failed ({tail}): does the workload build, and does "
-                             f"--bench-package {o.bench_package} name a package with tests?")
+        spec = self._spec(target, ["sh", "-c", script], role="prepare", limits=False, user="0",
+                          network=network, timeout=PREP_TIMEOUT, working_dir=MOUNT)
+        done = engine.run(self.client, spec, self.run_id, files={MOUNT: workload.tarball(files)})
+        if done.exit_code != 0 or "GOBUILD-PREPARED" not in done.output:
+            raise BenchError(f"preparing {ref} failed ({done.tail()}): does the workload build, "
+                             f"and does --bench-package {o.bench_package} name a package with tests?")
         return target
 
     def facts(self, target: Target) -> dict:
         """Limits in force and host facts, as seen from inside a limited container."""
-        done = engine.run(self.c, timeout=600, **self._kwargs(target, [f"{MOUNT}/bin/runner", "-facts"]))
+        done = engine.run(self.client, self._spec(target, [RUNNER, "-facts"], role="facts",
+                                                  timeout=FACTS_TIMEOUT), self.run_id)
         facts = _line(done.output, "GOBUILD-FACTS")
         if done.exit_code != 0 or facts is None:
             raise BenchError(f"cannot read the limits inside {target.ref}: {done.output.strip()[-200:]}")
         return facts
 
-    def sample(self, cfg: Config) -> dict:
-        """Run one configuration once in a fresh container; a dict with "oom" true on OOM."""
+    def sample(self, cfg: Config, keep_profiles: bool = False) -> tuple[Sample, dict[str, bytes]]:
+        """Run one configuration once in a fresh container; returns the sample and, for the
+        gotest suite when asked, its profiles."""
         env = {"GOMAXPROCS": str(cfg.gomaxprocs)} if cfg.gomaxprocs else {}
-        argv = [f"{MOUNT}/bin/runner", "-quiet", *cfg.argv] if cfg.via_runner else list(cfg.argv)
-        done = engine.run(self.c, timeout=7200, **self._kwargs(cfg.target, argv, env=env))
-        if cfg.suite == "sched":
-            data = _line(done.output, "GOBUILD-SCHED")
-        elif cfg.suite == "memstats":
-            data = _line(done.output, "GOBUILD-MEMSTATS")
-        else:
-            data = _line(done.output, "GOBUILD-RESULT")
-        oom = done.oom_killed or bool(data and data.get("oom_kills", 0) > 0)
-        if data is None or oom or (data.get("exit_code", 0) != 0):
-            return {"oom": oom, "exit_code": (data or {}).get("exit_code", done.exit_code),
-                    "error": None if oom else done.output.strip()[-300:]}
-        data["oom"] = False
-        return data
-
-    def gotest(self, target: Target, runs: int) -> tuple[str, dict[str, bytes], bool]:
-        """go test -bench . -benchmem -count=runs with CPU and memory profiles; returns the
-        benchmark output, the profiles and whether it was OOM-killed."""
-        pkg = self.opts.bench_package
-        cmd = ["go", "test", "-run", "^$", "-bench", ".", "-benchmem", f"-count={runs}",
-               "-cpuprofile", f"{MOUNT}/out/cpu.pprof", "-memprofile", f"{MOUNT}/out/mem.pprof",
-               "-o", f"{MOUNT}/out/workload.test", pkg]
-        script = f"mkdir -p {MOUNT}/out && exec " + " ".join(f"'{a}'" for a in cmd)
-        kw = self._kwargs(target, ["sh", "-c", script])
+        quiet = cfg.result_tag == "GOBUILD-RESULT" and cfg.suite != "gotest"
+        argv = [RUNNER, *(["-quiet"] if quiet else []), *cfg.argv]
         profiles: dict[str, bytes] = {}
-        with engine.container(self.c, **kw) as ctr:
-            ctr.start()
-            status = ctr.wait(timeout=7200)
-            out = ctr.logs().decode("utf-8", "replace")
-            oom = bool(self.c.api.inspect_container(ctr.id)["State"].get("OOMKilled"))
-            for name in ("cpu.pprof", "mem.pprof"):
-                profiles.update(_fetch_file(ctr, f"{MOUNT}/out/{name}"))
-        if status.get("StatusCode") != 0 and not oom:
-            raise BenchError(f"go test -bench failed in {target.ref}: {out.strip()[-300:]}")
-        return out, profiles, oom
+        spec = self._spec(cfg.target, argv, role="run", env=env,
+                          working_dir=cfg.working_dir or f"{MOUNT}/work")
+        with engine.Container(self.client, spec, self.run_id) as ctr:
+            done = ctr.run()
+            if keep_profiles:
+                for name in PROFILES:
+                    profiles.update({f"{folder_name(cfg.target.ref)}/{name}": data for data in
+                                     ctr.fetch(f"{PROFILE_DIR}/{name}").values()})
+        return to_sample(cfg, done, self.opts.memory), profiles
 
 
-def _fetch_file(ctr, path: str) -> dict[str, bytes]:
-    try:
-        stream, _ = ctr.get_archive(path)
-    except docker.errors.NotFound:
-        return {}
-    data = b"".join(stream)
-    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
-        member = tf.getmembers()[0]
-        return {member.name: tf.extractfile(member).read()}
+def to_sample(cfg: Config, done: engine.Finished, memory_limit: int) -> Sample:
+    """A finished container's output as a sample (pure): the figures of the probe's line, or
+    a failed run with the reason; OOM by every sign the engine and the cgroup give."""
+    figures = _line(done.output, "GOBUILD-RESULT") or {}
+    data = figures if cfg.result_tag == "GOBUILD-RESULT" else _line(done.output, cfg.result_tag)
+    killed = figures.get("signal") == "killed"
+    exit_code = figures.get("exit_code", done.exit_code) if figures else done.exit_code
+    reasons = engine.oom_reasons(
+        oom_killed=done.oom_killed, oom_events=done.oom_events,
+        exit_code=137 if killed else done.exit_code, counter_delta=figures.get("oom_kills"),
+        peak=figures.get("cgroup_peak_bytes"), limit=memory_limit,
+    )
+    if reasons:
+        return Sample(exit_code=exit_code, oom=True, oom_reasons=reasons)
+    if done.timed_out:
+        return Sample(exit_code=-1, error=f"timed out: {done.tail()}")
+    if data is None or exit_code != 0:
+        return Sample(exit_code=exit_code or done.exit_code or -1,
+                      error=done.output.strip()[-300:] or "no output")
+    values = {k: v for k, v in data.items() if isinstance(v, (int, float)) and k != "exit_code"}
+    if cfg.result_tag != "GOBUILD-RESULT":  # the probe's own figures, timed by the runner
+        values["wall_ns"] = figures.get("wall_ns", -1)
+    extra: dict = {"argv": list(cfg.argv)}
+    if figures.get("signal"):
+        extra["signal"] = figures["signal"]
+    if cfg.suite == "gotest":
+        pkg, lines = gotest_lines(done.output)
+        if not lines:
+            return Sample(exit_code=exit_code, error=f"go test printed no benchmark: {done.tail()}")
+        extra.update(pkg=pkg, benchmarks=lines)
+    return Sample(values=values, exit_code=0, extra=extra)
+
+
+def package_dir(opts: BenchOptions) -> str | None:
+    """Where a test binary of --bench-package runs, as go test runs it: in the package's own
+    folder (so that it finds its testdata), when the package is given as a relative path."""
+    pkg = opts.bench_package
+    if pkg == "." or pkg.startswith("./"):
+        return posixpath.normpath(f"{MOUNT}/work/{pkg}")
+    return None
 
 
 def configs(opts: BenchOptions, targets: list[Target]) -> list[Config]:
     out = []
+    first = opts.gomaxprocs[0]
     for t in targets:
         if "compile" in opts.suites:
             what = "./..." if opts.compile_target == "workload" else "std"
@@ -228,46 +221,56 @@ def configs(opts: BenchOptions, targets: list[Target]) -> list[Config]:
         if "memory" in opts.suites:
             for phase, argv in MEMORY_PHASES.items():
                 out.append(Config(suite="memory", name=f"GoMemory/phase={phase}", target=t,
-                                  argv=tuple(argv), gomaxprocs=opts.gomaxprocs[0]))
+                                  argv=tuple(argv), gomaxprocs=first,
+                                  working_dir=package_dir(opts) if argv[0] == TEST_BINARY else None))
         if "sched" in opts.suites:
             for g in opts.gomaxprocs:
                 out.append(Config(suite="sched", name="GoroutineCreate", target=t,
                                   argv=(f"{MOUNT}/bin/sched", "-n", "20000"), gomaxprocs=g,
-                                  via_runner=False))
+                                  result_tag="GOBUILD-SCHED"))
         if "tooling" in opts.suites:
             for name, argv in TOOLING.items():
                 out.append(Config(suite="tooling", name=f"GoTooling/cmd={name}", target=t,
-                                  argv=tuple(argv), gomaxprocs=opts.gomaxprocs[0]))
+                                  argv=tuple(argv), gomaxprocs=first))
         if "memstats" in opts.suites:
             mib = max(8, min(256, opts.memory // 2**20 // 4))
             out.append(Config(suite="memstats", name=f"MemStats/alloc={mib}MiB", target=t,
-                              argv=(f"{MOUNT}/bin/memstats", "-mb", str(mib)),
-                              gomaxprocs=opts.gomaxprocs[0], via_runner=False))
+                              argv=(f"{MOUNT}/bin/memstats", "-mb", str(mib)), gomaxprocs=first,
+                              result_tag="GOBUILD-MEMSTATS"))
+        if "gotest" in opts.suites:  # the test binary go test -c built in the preparation
+            out.append(Config(suite="gotest", name="GoTest", target=t, gomaxprocs=first, argv=(
+                TEST_BINARY, "-test.run", "^$", "-test.bench", ".", "-test.benchmem",
+                "-test.count", "1", "-test.cpuprofile", f"{PROFILE_DIR}/cpu.pprof",
+                "-test.memprofile", f"{PROFILE_DIR}/mem.pprof"), working_dir=package_dir(opts)))
     return out
 
 
-def rounds(bench: Bench, cfgs: list[Config], opts: BenchOptions) -> dict[str, Record]:
+def rounds(bench: Bench, cfgs: list[Config], opts: BenchOptions,
+           on_round: Callable[[tuple[Record, ...], int, dict[str, bytes]], None]) -> tuple[Record, ...]:
     """Warm-up rounds (discarded), then measured rounds; each round runs every configuration
-    once, in an order shuffled with the seed."""
+    once, in an order shuffled with the seed. After each measured round, on_round gets the
+    records so far, the rounds done and the profiles of the newest gotest runs."""
     records = {c.key: Record(config=c) for c in cfgs}
     rng = random.Random(opts.seed)
     total = opts.warmup + opts.runs
+    profiles: dict[str, bytes] = {}
     for r in range(total):
         order = list(cfgs)
         rng.shuffle(order)
-        phase = "warm-up" if r < opts.warmup else "run"
+        measured = r >= opts.warmup
         for i, cfg in enumerate(order, 1):
             start = time.monotonic()
-            s = bench.sample(cfg)
+            s, profs = bench.sample(cfg, keep_profiles=measured and cfg.suite == "gotest")
             took = time.monotonic() - start
-            state = "OOM" if s.get("oom") else ("failed" if s.get("error") else f"{took:.1f} s")
-            bench.log(f"round {r + 1}/{total} ({phase}) {i}/{len(order)} {cfg.name}"
-                      f"{'-' + str(cfg.gomaxprocs) if cfg.gomaxprocs else ''} {cfg.target.ref}: {state}")
-            if r < opts.warmup:
-                continue
-            rec = records[cfg.key]
-            (rec.failed if s.get("oom") or s.get("error") else rec.samples).append(s)
-    return records
+            state = "OOM" if s.oom else ("failed" if s.failed else f"{took:.1f} s")
+            bench.log(f"round {r + 1}/{total} ({'run' if measured else 'warm-up'}) {i}/{len(order)} "
+                      f"{cfg.label} {cfg.target.ref}: {state}")
+            if measured:
+                records[cfg.key] = records[cfg.key].add(s)
+                profiles.update(profs)
+        if measured:
+            on_round(tuple(records.values()), r + 1 - opts.warmup, profiles)
+    return tuple(records.values())
 
 
 def log_stderr(message: str) -> None:

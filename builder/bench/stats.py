@@ -48,14 +48,17 @@ def quantile(sorted_xs: list[float], q: float) -> float:
 
 
 def outliers(xs: list[float], threshold: float = 3.5) -> int:
-    """How many samples lie more than `threshold` robust z-scores (MAD) from the median."""
+    """How many samples lie more than `threshold` modified z-scores from the median
+    (Iglewicz and Hoaglin): the spread is 1.4826 x MAD, or 1.2533 x the mean absolute deviation
+    when more than half the runs are equal and MAD is 0."""
     if len(xs) < 5:  # too few runs for a robust spread: no verdict
         return 0
     med = statistics.median(xs)
-    mad = statistics.median(abs(x - med) for x in xs)
-    if mad == 0:
+    deviations = [abs(x - med) for x in xs]
+    spread = 1.4826 * statistics.median(deviations) or 1.2533 * statistics.fmean(deviations)
+    if spread == 0:  # every run the same
         return 0
-    return sum(1 for x in xs if abs(x - med) / (1.4826 * mad) > threshold)
+    return sum(1 for d in deviations if d / spread > threshold)
 
 
 def summarize(xs: list[float]) -> Summary | None:

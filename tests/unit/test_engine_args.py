@@ -1,4 +1,5 @@
 """Command lines and API arguments, built by pure functions (no daemon needed)."""
+import dataclasses
 from pathlib import Path
 
 from builder import base, build, engine, registry
@@ -7,16 +8,51 @@ from builder.matrix import Selection, load_matrix, select
 from builder.render import environment, render_cell
 
 
-def test_container_kwargs_apply_limits_label_and_no_network():
-    kw = engine.container_kwargs(image="img", command=["go", "version"], run_id="abc", name="n",
-                                 platform="linux/arm64", nano_cpus=500_000_000,
-                                 mem_limit=2 * 2**30, cpuset_cpus="0-1")
-    assert kw["labels"] == {engine.RUN_LABEL: "abc"}
-    assert kw["network_mode"] == "none"
+def test_create_kwargs_apply_limits_labels_and_no_network():
+    spec = engine.Spec(image="img", command=("go", "version"), role="run", platform="linux/arm64",
+                       limits=engine.Limits(cpus=0.5, memory=2 * 2**30, cpuset="0-1"),
+                       volumes={"vol": "/gobuild"})
+    labels = engine.labels("abc")
+    kw = engine.create_kwargs(spec, name="n", labels=labels)
+    assert kw["labels"][engine.RUN_LABEL] == "abc"
+    assert kw["labels"][engine.OWNER_LABEL] == engine.owner()
+    assert kw["network_mode"] == "none" and kw["command"] == ["go", "version"]
     assert kw["nano_cpus"] == 500_000_000
     assert kw["mem_limit"] == kw["memswap_limit"] == 2 * 2**30
     assert kw["cpuset_cpus"] == "0-1" and kw["pids_limit"] == 4096
     assert kw["platform"] == "linux/arm64"
+    assert kw["volumes"] == {"vol": {"bind": "/gobuild", "mode": "rw"}}
+    plain = engine.create_kwargs(engine.Spec(image="img", command=("sh",), role="x", network=True,
+                                             limits=engine.Limits(pids=None)), name="n", labels={})
+    assert plain["network_mode"] == "bridge"
+    assert not {"nano_cpus", "mem_limit", "memswap_limit", "cpuset_cpus", "pids_limit"} & set(plain)
+
+
+def test_oom_is_any_sign_not_one_flag():
+    assert engine.oom_reasons() == ()
+    assert engine.oom_reasons(oom_killed=True) == ("State.OOMKilled",)
+    assert engine.oom_reasons(oom_events=1) == ("1 engine oom event(s)",)
+    assert engine.oom_reasons(counter_delta=2) == ("cgroup oom_kill counter +2",)
+    limit = 64 * 2**20
+    assert engine.oom_reasons(exit_code=137, peak=limit - 4096, limit=limit)
+    assert not engine.oom_reasons(exit_code=137, peak=limit // 2, limit=limit)  # a plain kill
+    assert not engine.oom_reasons(exit_code=1, peak=limit, limit=limit)  # at the limit, not killed
+
+
+def test_only_what_a_dead_gobuild_left_is_stale(monkeypatch):
+    me = engine.labels("run1")
+    now = float(me[engine.CREATED_LABEL]) + 10
+    assert engine.owner_alive(me[engine.OWNER_LABEL]) is True
+    assert not engine.is_stale(me, True, now, None)  # this very process: alive
+    host, pid, ticks = me[engine.OWNER_LABEL].split(":")
+    dead = {**me, engine.OWNER_LABEL: f"{host}:{pid}:{int(ticks) + 1}"}  # the pid, reused
+    assert engine.owner_alive(dead[engine.OWNER_LABEL]) is False
+    assert engine.is_stale(dead, True, now, None)
+    elsewhere = {**me, engine.OWNER_LABEL: f"other-host:{pid}:{ticks}"}
+    assert not engine.is_stale(elsewhere, True, now, None)  # cannot tell: kept
+    assert engine.is_stale(elsewhere, True, now + 7200, older_than=3600)  # unless old
+    legacy = {engine.RUN_LABEL: "old"}
+    assert engine.is_stale(legacy, False, now, None) and not engine.is_stale(legacy, True, now, None)
 
 
 def test_buildx_argv_is_one_platform_loaded_into_the_engine():
@@ -39,8 +75,14 @@ def test_tags_are_stable_and_documented(root):
         f"localhost:5000/x/go:{rel.version}-slim", "localhost:5000/x/go:1.22-slim"]
     ctx = render_cell(environment(), cell, lock)
     art = lock.artifact(cell)
-    assert build.input_digest(ctx, art, "sha256:1") == build.input_digest(ctx, art, "sha256:1")
-    assert build.input_digest(ctx, art, "sha256:1") != build.input_digest(ctx, art, "sha256:2")
+    digest = build.input_digest(ctx, art, "sha256:1")
+    same = render_cell(environment(), cell, lock)  # rendered anew: equal inputs, equal digest
+    assert same is not ctx and build.input_digest(same, art, "sha256:1") == digest
+    assert build.input_digest(ctx, art, "sha256:2") != digest  # another base image
+    other = dataclasses.replace(art, sha256="0" * 64)
+    assert build.input_digest(ctx, other, "sha256:1") != digest  # another toolchain
+    edited = dataclasses.replace(ctx, files={**ctx.files, "Dockerfile": ctx.files["Dockerfile"] + "\n"})
+    assert build.input_digest(edited, art, "sha256:1") != digest  # another Dockerfile
 
 
 def test_imagetools_and_registry_references():

@@ -1,6 +1,10 @@
 // Command runner runs one measured command inside a benchmark container and prints one line
-// "GOBUILD-RESULT {json}": wall, user and sys time, the child's peak RSS (VmHWM, polled, and
-// ru_maxrss), the cgroup's peak memory and OOM-kill count before and after.
+// "GOBUILD-RESULT {json}": wall, user and sys time; the process peak (peak_rss_bytes: the
+// largest resident peak of the command and every descendant it waited for, which the kernel
+// hands back in wait4's ru_maxrss, so short-lived compile and link processes count; also the
+// largest VmHWM seen by polling every process of the container); the cgroup's own figures
+// under their own names (its peak usage, page cache included, and the largest anonymous
+// memory seen by polling); and the cgroup's OOM-kill counter before and after.
 //
 // With -facts it prints "GOBUILD-FACTS {json}": the limits in force as the container's own
 // cgroup shows them (v1 and v2), CPU model, governor, load average, kernel, memory.
@@ -58,6 +62,33 @@ func keyed(path, key string) int64 {
 	return -1
 }
 
+// cgroupAnon is the cgroup's anonymous memory now (v2 anon, v1 total_rss).
+func cgroupAnon() int64 {
+	if cgroup2() {
+		return keyed("/sys/fs/cgroup/memory.stat", "anon")
+	}
+	return keyed("/sys/fs/cgroup/memory/memory.stat", "total_rss")
+}
+
+// largestVmHWM is the largest VmHWM among the container's processes other than this one.
+func largestVmHWM(self int) int64 {
+	var best int64 = -1
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return best
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		if v := vmHWM(pid); v > best {
+			best = v
+		}
+	}
+	return best
+}
+
 func memPeak() int64 {
 	if cgroup2() {
 		return readInt("/sys/fs/cgroup/memory.peak")
@@ -96,9 +127,11 @@ type result struct {
 	WallNS        int64    `json:"wall_ns"`
 	UserNS        int64    `json:"user_ns"`
 	SysNS         int64    `json:"sys_ns"`
+	PeakRSSBytes  int64    `json:"peak_rss_bytes"`
 	MaxRSSBytes   int64    `json:"maxrss_bytes"`
 	VmHWMBytes    int64    `json:"vmhwm_bytes"`
 	CgroupPeak    int64    `json:"cgroup_peak_bytes"`
+	CgroupAnon    int64    `json:"cgroup_anon_peak_bytes"`
 	OOMKillsDelta int64    `json:"oom_kills"`
 }
 
@@ -113,26 +146,35 @@ func run(argv []string, quiet bool) result {
 		fmt.Fprintln(os.Stderr, "runner:", err)
 		os.Exit(127)
 	}
-	var hwm int64 = -1
+	// Poll while the command runs: VmHWM vanishes with a process, and the cgroup's anonymous
+	// memory has no peak counter. The poller owns its maxima and hands them over on a channel
+	// once the command has ended, so nothing is shared while it runs.
+	type peaks struct{ hwm, anon int64 }
 	done := make(chan struct{})
-	go func() { // VmHWM vanishes with the process: poll it while it runs
-		t := time.NewTicker(20 * time.Millisecond)
+	handed := make(chan peaks)
+	go func() {
+		p := peaks{hwm: -1, anon: -1}
+		sample := func() {
+			p.hwm = max(p.hwm, largestVmHWM(os.Getpid()))
+			p.anon = max(p.anon, cgroupAnon())
+		}
+		t := time.NewTicker(25 * time.Millisecond)
 		defer t.Stop()
 		for {
+			sample()
 			select {
 			case <-done:
+				handed <- p
 				return
 			case <-t.C:
-				if v := vmHWM(cmd.Process.Pid); v > hwm {
-					hwm = v
-				}
 			}
 		}
 	}()
 	_ = cmd.Wait()
 	wall := time.Since(start)
 	close(done)
-	r := result{Argv: argv, WallNS: wall.Nanoseconds(), VmHWMBytes: hwm, CgroupPeak: memPeak()}
+	p := <-handed
+	r := result{Argv: argv, WallNS: wall.Nanoseconds(), VmHWMBytes: p.hwm, CgroupAnon: p.anon, CgroupPeak: memPeak()}
 	if oom1 := oomKills(); oom0 >= 0 && oom1 >= 0 {
 		r.OOMKillsDelta = oom1 - oom0
 	}
@@ -146,9 +188,7 @@ func run(argv []string, quiet bool) result {
 		r.SysNS = ru.Stime.Nano()
 		r.MaxRSSBytes = ru.Maxrss * 1024
 	}
-	if r.VmHWMBytes < r.MaxRSSBytes {
-		r.VmHWMBytes = r.MaxRSSBytes // the last poll can miss the final growth
-	}
+	r.PeakRSSBytes = max(r.MaxRSSBytes, r.VmHWMBytes)
 	return r
 }
 
@@ -160,6 +200,7 @@ func facts() map[string]any {
 		f["memory_max"] = read("/sys/fs/cgroup/memory.max")
 		f["cpuset"] = read("/sys/fs/cgroup/cpuset.cpus.effective")
 		f["pids_max"] = read("/sys/fs/cgroup/pids.max")
+		f["swap_max"] = read("/sys/fs/cgroup/memory.swap.max")
 	} else {
 		f["cgroup_version"] = 1
 		f["cpu_quota_us"] = readInt("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
@@ -187,6 +228,7 @@ func facts() map[string]any {
 		}
 	}
 	f["host_memory_kb"] = keyed("/proc/meminfo", "MemTotal:")
+	f["host_swap_kb"] = keyed("/proc/meminfo", "SwapTotal:")
 	f["nproc_online"] = read("/sys/devices/system/cpu/online")
 	return f
 }

@@ -1,0 +1,228 @@
+"""Typed bench results: targets, configurations, samples, records and the whole run.
+
+Frozen dataclasses all the way down; `to_json()` gives the `gobuild.bench/v1` document that
+results.json holds (every raw sample, failed runs beside measured ones), and `load()` reads
+one back, refusing other schemas.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import ConfigError
+from . import benchfmt
+from .stats import Summary, summarize
+
+SCHEMA = "gobuild.bench/v1"
+Suite = Literal["compile", "memory", "sched", "tooling", "memstats", "gotest"]
+SUITES: tuple[Suite, ...] = ("compile", "memory", "sched", "tooling", "memstats", "gotest")
+Status = Literal["running", "complete", "interrupted", "failed"]
+
+# metric in a sample -> Go benchmark unit, per suite (all better lower). peak-RSS-bytes is a
+# process's resident peak, as Go's own tools mean it; the cgroup's figures (page cache
+# included) have names of their own.
+METRICS: dict[str, list[tuple[str, str]]] = {
+    "compile": [("wall_ns", "ns/op"), ("user_ns", "user-ns/op"), ("sys_ns", "sys-ns/op"),
+                ("peak_rss_bytes", "peak-RSS-bytes"), ("cgroup_peak_bytes", "cgroup-peak-bytes"),
+                ("cgroup_anon_peak_bytes", "cgroup-anon-peak-bytes")],
+    "memory": [("wall_ns", "ns/op"), ("peak_rss_bytes", "peak-RSS-bytes"),
+               ("cgroup_peak_bytes", "cgroup-peak-bytes"),
+               ("cgroup_anon_peak_bytes", "cgroup-anon-peak-bytes")],
+    "sched": [("p50_ns", "p50-ns"), ("p95_ns", "p95-ns"), ("p99_ns", "p99-ns"), ("max_ns", "max-ns")],
+    "tooling": [("wall_ns", "ns/op")],
+    "memstats": [("heap_alloc", "heap-alloc-bytes"), ("heap_sys", "heap-sys-bytes"),
+                 ("sys", "sys-bytes"), ("cgroup_usage", "cgroup-usage-bytes"),
+                 ("cgroup_anon", "cgroup-anon-bytes"), ("cgroup_file", "cgroup-file-bytes")],
+    "gotest": [("wall_ns", "ns/op")],
+}
+
+
+def folder_name(ref: str) -> str:
+    """An image reference as one path component (profiles/<folder>/cpu.pprof)."""
+    return ref.replace("/", "_").replace(":", "_")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """One image being benched, prepared in its own volume."""
+
+    ref: str
+    image_id: str
+    digest: str | None
+    platform: str
+    arch: str
+    go_version: str
+    emulated: bool
+    volume: str
+
+    def to_json(self) -> dict:
+        return {"image": self.ref, "image_id": self.image_id, "digest": self.digest,
+                "platform": self.platform, "go_version": self.go_version, "emulated": self.emulated}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """One thing measured once per round: a suite case on an image at a GOMAXPROCS."""
+
+    suite: Suite
+    name: str  # Go benchmark name without "Benchmark" and without the -procs suffix
+    target: Target
+    argv: tuple[str, ...]
+    gomaxprocs: int | None = None
+    result_tag: str = "GOBUILD-RESULT"  # the line the probe prints its figures on
+    working_dir: str | None = None  # [default: the workload's module]
+
+    @property
+    def key(self) -> str:
+        return f"{self.target.ref}|{self.label}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}-{self.gomaxprocs}" if self.gomaxprocs else self.name
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sample:
+    """One measured run: its figures, or why it failed."""
+
+    values: Mapping[str, float] = field(default_factory=dict)
+    exit_code: int = 0
+    oom: bool = False
+    oom_reasons: tuple[str, ...] = ()
+    error: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # argv, signal, go test lines...
+
+    @property
+    def failed(self) -> bool:
+        return self.oom or self.error is not None
+
+    def to_json(self) -> dict:
+        out = {**self.extra, **self.values, "oom": self.oom, "exit_code": self.exit_code}
+        if self.oom_reasons:
+            out["oom_reasons"] = list(self.oom_reasons)
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    config: Config
+    samples: tuple[Sample, ...] = ()
+    failed: tuple[Sample, ...] = ()
+
+    def add(self, sample: Sample) -> Record:
+        if sample.failed:
+            return replace(self, failed=(*self.failed, sample))
+        return replace(self, samples=(*self.samples, sample))
+
+    def values(self, metric: str) -> list[float]:
+        """The measured values of a metric (runs that could not measure it report -1)."""
+        return [v for s in self.samples if (v := s.values.get(metric, -1)) >= 0]
+
+    def summary(self, metric: str) -> Summary | None:
+        return summarize(self.values(metric))
+
+    def to_json(self) -> dict:
+        cfg = self.config
+        out = {
+            "suite": cfg.suite, "name": cfg.name, "image": cfg.target.ref,
+            "gomaxprocs": cfg.gomaxprocs, "argv": list(cfg.argv), "emulated": cfg.target.emulated,
+            "samples": [s.to_json() for s in self.samples],
+            "failed": [s.to_json() for s in self.failed],
+            "summary": {m: (s.as_json() if (s := self.summary(m)) else None)
+                        for m, _ in METRICS[cfg.suite]},
+        }
+        if cfg.suite == "memstats":
+            out["divergence"] = [divergence(s.values) for s in self.samples]
+        if cfg.suite == "gotest":
+            out["benchmarks"] = gotest_summary(self.samples)
+        return out
+
+
+def gotest_summary(samples: tuple[Sample, ...]) -> dict:
+    """go test's own benchmarks over the measured runs: name -> unit -> summary."""
+    values: dict[str, dict[str, list[float]]] = {}
+    for s in samples:
+        for result in benchfmt.parse("\n".join(s.extra.get("benchmarks", []))):
+            for unit, v in result.values.items():
+                values.setdefault(result.name, {}).setdefault(unit, []).append(v)
+    return {name: {unit: summarize(vs).as_json() for unit, vs in units.items()}
+            for name, units in sorted(values.items())}
+
+
+def divergence(values: Mapping[str, float]) -> dict:
+    """How far runtime.MemStats is from the cgroup's counters, as ratios."""
+    usage, sys_ = values.get("cgroup_usage") or 0, values.get("sys") or 0
+    anon, heap = values.get("cgroup_anon") or 0, values.get("heap_inuse") or 0
+    return {
+        "cgroup_usage_over_memstats_sys": usage / sys_ if sys_ else None,
+        "cgroup_anon_over_heap_inuse": anon / heap if heap else None,
+        "unaccounted_bytes": usage - sys_,
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Results:
+    """A whole bench run; written after every measured round, so a late failure keeps what
+    was measured (status tells how far it got)."""
+
+    run_id: str
+    gobuild_version: str
+    started: str
+    finished: str | None
+    status: Status
+    rounds_done: int
+    options: Mapping[str, Any]
+    limits: Mapping[str, Any]
+    host: Mapping[str, Any]
+    targets: tuple[Target, ...]
+    records: tuple[Record, ...]
+    warnings: tuple[str, ...] = ()
+    profiles: tuple[str, ...] = ()  # paths under profiles/
+    error: str | None = None
+
+    @property
+    def oom(self) -> bool:
+        return any(f.oom for r in self.records for f in r.failed)
+
+    @property
+    def failed_runs(self) -> int:
+        return sum(len(r.failed) for r in self.records)
+
+    def to_json(self) -> dict:
+        suites: dict[str, list] = {}
+        for rec in self.records:
+            suites.setdefault(rec.config.suite, []).append(rec.to_json())
+        for rec_json in suites.get("gotest", []):
+            rec_json["profiles"] = [p for p in self.profiles
+                                    if p.startswith(folder_name(rec_json["image"]) + "/")]
+        out = {
+            "schema": SCHEMA, "gobuild_version": self.gobuild_version, "run_id": self.run_id,
+            "started": self.started, "finished": self.finished, "status": self.status,
+            "rounds_done": self.rounds_done, "options": dict(self.options),
+            "limits": dict(self.limits), "host": dict(self.host),
+            "targets": [t.to_json() for t in self.targets], "suites": suites,
+            "warnings": list(self.warnings), "oom": self.oom, "failed_runs": self.failed_runs,
+        }
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def load(path: Path) -> dict:
+    """A results.json (or the folder holding one), checked to be this schema."""
+    file = path / "results.json" if path.is_dir() else path
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{file}: not a readable results.json ({exc}): point at a bench "
+                          "output folder") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise ConfigError(f"{file}: schema {found!r}, this gobuild reads {SCHEMA}: use the "
+                          "gobuild that wrote it")
+    return data

@@ -1,0 +1,149 @@
+"""The bench's pure parts: configurations, samples from container output, typed results and
+the files written from them (no daemon)."""
+import json
+import shlex
+
+import pytest
+
+from builder import engine
+from builder.bench import benchfmt, output, runner
+from builder.bench.options import BenchOptions
+from builder.bench.results import SUITES, Record, Results, Sample, Target
+
+TARGET = Target(ref="gobuild/go:1.22.10-slim-amd64", image_id="sha256:1", digest=None,
+                platform="linux/amd64", arch="amd64", go_version="1.22.10", emulated=False,
+                volume="v")
+
+
+def opts(tmp_path, **kw) -> BenchOptions:
+    base = {"images": (TARGET.ref,), "cpus": 1.0, "memory": 2**31, "cpuset": None,
+            "suites": SUITES, "runs": 2, "warmup": 1, "gomaxprocs": (1, 2), "workload": None,
+            "workload_modules": 20, "workload_packages": 100, "compile_target": "workload",
+            "bench_package": "./benchpkg", "output": tmp_path / "out", "seed": 1}
+    return BenchOptions(**{**base, **kw})
+
+
+def finished(output_text: str, exit_code: int = 0, **kw) -> engine.Finished:
+    return engine.Finished(exit_code=exit_code, output=output_text, oom_killed=False, oom_events=0,
+                           timed_out=False, seconds=1.0, **kw)
+
+
+def result_line(**fields) -> str:
+    base = {"argv": ["go"], "exit_code": 0, "wall_ns": 5, "user_ns": 3, "sys_ns": 1,
+            "peak_rss_bytes": 100, "maxrss_bytes": 100, "vmhwm_bytes": 90,
+            "cgroup_peak_bytes": 200, "cgroup_anon_peak_bytes": 80, "oom_kills": 0}
+    return "GOBUILD-RESULT " + json.dumps({**base, **fields})
+
+
+def test_every_suite_is_a_configuration_of_each_round_gotest_included(tmp_path):
+    cfgs = runner.configs(opts(tmp_path), [TARGET])
+    assert {c.suite for c in cfgs} == set(SUITES)
+    gotest = [c for c in cfgs if c.suite == "gotest"]
+    assert len(gotest) == 1 and gotest[0].argv[0] == runner.TEST_BINARY
+    assert gotest[0].working_dir == "/gobuild/work/benchpkg"
+    assert len({c.key for c in cfgs}) == len(cfgs)
+
+
+def test_rounds_interleave_and_warm_up_every_suite(tmp_path):
+    o = opts(tmp_path)
+    cfgs = runner.configs(o, [TARGET])
+    ran: list[tuple[int, str]] = []
+    written: list[int] = []
+
+    class FakeBench:
+        log = staticmethod(lambda message: None)
+
+        def sample(self, cfg, keep_profiles=False):
+            ran.append((len(ran) // len(cfgs), cfg.key))
+            return Sample(values={"wall_ns": 1.0}), {}
+
+    records = runner.rounds(FakeBench(), cfgs, o, lambda recs, done, profs: written.append(done))
+    assert len(ran) == len(cfgs) * (o.warmup + o.runs)
+    for r in range(o.warmup + o.runs):  # every configuration once a round, gotest too
+        assert sorted(k for i, k in ran if i == r) == sorted(c.key for c in cfgs)
+    assert [k for i, k in ran if i == 1] != [k for i, k in ran if i == 2]  # shuffled per round
+    assert written == [1, 2]  # results written after each measured round, not the warm-up
+    assert all(len(rec.samples) == o.runs for rec in records)
+
+
+def test_a_sample_takes_the_probe_figures():
+    cfg = runner.configs(opts_for_suite("compile"), [TARGET])[0]
+    s = runner.to_sample(cfg, finished(result_line()), 2**31)
+    assert not s.failed and s.values["peak_rss_bytes"] == 100 and s.values["cgroup_peak_bytes"] == 200
+
+
+def opts_for_suite(suite, **kw):
+    from pathlib import Path
+    return opts(Path("/nonexistent"), suites=(suite,), gomaxprocs=(1,), **kw)
+
+
+@pytest.mark.parametrize("out, exit_code, flags", [
+    (result_line(exit_code=-1, signal="killed", cgroup_peak_bytes=2**31 - 4096), 0, {}),
+    (result_line(exit_code=1, oom_kills=1), 0, {}),
+    ("", 137, {"oom_killed": True}),
+    ("", 1, {"oom_events": 1}),
+])
+def test_oom_by_any_sign_is_a_failed_run(out, exit_code, flags):
+    cfg = runner.configs(opts_for_suite("compile"), [TARGET])[0]
+    done = engine.Finished(exit_code=exit_code, output=out, timed_out=False, seconds=1.0,
+                           oom_killed=flags.get("oom_killed", False),
+                           oom_events=flags.get("oom_events", 0))
+    s = runner.to_sample(cfg, done, 2**31)
+    assert s.oom and s.failed and s.oom_reasons
+
+
+def test_a_failing_gotest_is_a_failed_run_not_an_exception():
+    cfg = next(c for c in runner.configs(opts_for_suite("gotest"), [TARGET]))
+    failed = runner.to_sample(cfg, finished("--- FAIL: BenchmarkX\n" + result_line(exit_code=1)), 2**31)
+    assert failed.failed and not failed.oom and "FAIL" in failed.error
+    ok = runner.to_sample(cfg, finished(
+        "goos: linux\npkg: example.com/workload/benchpkg\n"
+        "BenchmarkSort-1   \t    3421\t    350163 ns/op\t  382144 B/op\t    3545 allocs/op\n"
+        "BenchmarkSort is slow\nPASS\n" + result_line()), 2**31)
+    assert not ok.failed
+    assert ok.extra["benchmarks"] == ["BenchmarkSort-1   \t    3421\t    350163 ns/op\t  382144 B/op\t    3545 allocs/op"]
+    assert ok.extra["pkg"] == "pkg: example.com/workload/benchpkg"
+
+
+@pytest.mark.parametrize("hostile", ["./x; touch /tmp/pwned", "./a b", "$(reboot)", "./'q'"])
+def test_the_bench_package_reaches_the_shell_quoted(hostile):
+    script = runner.prep_script(opts_for_suite("gotest", bench_package=hostile))
+    line = next(ln for ln in script.splitlines() if ln.startswith("go test -c"))
+    assert shlex.split(line)[-1] == hostile  # one argument, not a second command
+
+
+def test_results_serialize_to_v1_and_bench_txt_has_every_run(tmp_path):
+    o = opts(tmp_path, runs=2, gomaxprocs=(1,))
+    cfgs = runner.configs(o, [TARGET])
+    records = []
+    for cfg in cfgs:
+        rec = Record(config=cfg)
+        for i in range(2):
+            if cfg.suite == "gotest":
+                rec = rec.add(Sample(values={"wall_ns": 9.0}, extra={
+                    "pkg": "pkg: example.com/w/benchpkg",
+                    "benchmarks": [f"BenchmarkSort-1  10  {100 + i} ns/op  5 B/op  1 allocs/op"]}))
+            else:
+                rec = rec.add(Sample(values={m: 1.0 + i for m, _ in output.METRICS[cfg.suite]}))
+        records.append(rec.add(Sample(oom=True, exit_code=137, oom_reasons=("State.OOMKilled",))))
+    res = Results(run_id="r", gobuild_version="0", started="s", finished="f", status="complete",
+                  rounds_done=2, options=o.summary(), host={"cpu_model": "cpu"},
+                  limits={"requested": {"cpus": 1.0, "memory": 2**31}, "effective": {}},
+                  targets=(TARGET,), records=tuple(records), profiles=(
+                      "gobuild_go_1.22.10-slim-amd64/cpu.pprof",))
+    data = json.loads(json.dumps(res.to_json()))
+    assert data["schema"] == "gobuild.bench/v1" and data["status"] == "complete"
+    assert data["oom"] is True and data["failed_runs"] == len(cfgs)
+    compile_ = data["suites"]["compile"][0]
+    assert compile_["summary"]["peak_rss_bytes"]["median"] == 1.5
+    assert compile_["failed"][0]["oom_reasons"] == ["State.OOMKilled"]
+    gotest = data["suites"]["gotest"][0]
+    assert gotest["benchmarks"]["BenchmarkSort-1"]["ns/op"]["median"] == 100.5
+    assert gotest["profiles"] == ["gobuild_go_1.22.10-slim-amd64/cpu.pprof"]
+    parsed = benchfmt.parse(output.bench_txt(res))
+    names = [r.name for r in parsed]
+    assert names.count("BenchmarkSort-1") == 2 and names.count("BenchmarkGoBuildA/pkg=workload-1") == 2
+    build = next(r for r in parsed if r.name.startswith("BenchmarkGoBuildA"))
+    assert set(build.values) == {"ns/op", "user-ns/op", "sys-ns/op", "peak-RSS-bytes",
+                                 "cgroup-peak-bytes", "cgroup-anon-peak-bytes"}
+    assert parsed[0].config["cpus"] == "1" and parsed[0].config["memory"] == "2g"
