@@ -2,13 +2,18 @@
 tests (arm64 under qemu), a push to a real local registry, the multi-arch tag, a pull back."""
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import signal
 import subprocess
+import threading
 import time
+import uuid
 
 import pytest
 
-from .conftest import gobuild
+from .conftest import GOBUILD, ROOT, gobuild
 
 GO = "1.22"
 
@@ -112,3 +117,119 @@ def test_pull_refuses_an_image_whose_toolchain_differs_from_the_lock(built, regi
     assert proc.returncode == 7
     last = proc.stderr.strip().splitlines()[-1]  # progress lines come before the one-line error
     assert last.startswith("Error: ") and "the lock says 0000" in last
+
+
+# --- partial pushes, per-runner pushes and joins ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def slim(bases):
+    """The Go 1.22 slim images of both platforms (built if missing, else found up to date)."""
+    return json.loads(gobuild("images", "--go", GO, "--variant", "slim", "--json").stdout)
+
+
+def listed(ref: str) -> dict[str, str] | None:
+    """architecture -> digest of a multi-arch tag in the registry, or None when it is absent."""
+    proc = subprocess.run(["docker", "buildx", "imagetools", "inspect", "--raw", ref],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        assert "not found" in proc.stderr, proc.stderr
+        return None
+    return {m["platform"]["architecture"]: m["digest"] for m in json.loads(proc.stdout)["manifests"]}
+
+
+def push(ns: str, platform: str, *extra: str) -> subprocess.CompletedProcess:
+    return gobuild("images", "--go", GO, "--variant", "slim", "--platform", platform,
+                   "--push", "--registry", ns, *extra)
+
+
+def test_pushing_one_platform_at_a_time_keeps_the_other_in_the_multiarch_tag(slim, registry_tags):
+    ns = f"{registry_tags}/partial"
+    version = slim[0]["go_version"]
+    push(ns, "linux/amd64")
+    assert set(listed(f"{ns}/go:{GO}-slim")) == {"amd64"}
+    proc = push(ns, "linux/arm64")
+    both = listed(f"{ns}/go:{version}-slim")
+    assert set(both) == {"amd64", "arm64"}
+    assert "kept from the registry: linux/amd64" in proc.stderr
+    assert listed(f"{ns}/go:{GO}-slim") == both
+    push(ns, "linux/amd64")  # again: still both, and still one amd64
+    assert listed(f"{ns}/go:{GO}-slim") == both
+
+
+def test_no_join_pushes_digests_and_join_makes_the_same_multiarch_tag(slim, registry_tags):
+    ns = f"{registry_tags}/perrunner"
+    version = slim[0]["go_version"]
+    first = json.loads(push(ns, "linux/amd64", "--no-join", "--json").stdout)
+    assert [i["remote"] for i in first] == [f"{ns}/go:{version}-slim-amd64"]
+    assert first[0]["digest"].startswith("sha256:")
+    assert listed(f"{ns}/go:{GO}-slim") is None  # nothing joined
+    # arm64 is not in the registry yet: join refuses, and creates no tag naming a missing image
+    early = gobuild("join", "--registry", ns, "--go", GO, "--variant", "slim", check=False)
+    assert early.returncode == 7, early.stderr
+    assert f"{ns}/go:{version}-slim-arm64 not in the registry" in early.stderr.strip().splitlines()[-1]
+    assert listed(f"{ns}/go:{GO}-slim") is None
+    second = json.loads(push(ns, "linux/arm64", "--no-join", "--json").stdout)
+    joined = json.loads(gobuild("join", "--registry", ns, "--go", GO, "--variant", "slim",
+                                "--json").stdout)
+    assert [j["tags"] for j in joined] == [[f"{ns}/go:{version}-slim", f"{ns}/go:{GO}-slim"]]
+    want = {"amd64": first[0]["digest"], "arm64": second[0]["digest"]}
+    assert listed(f"{ns}/go:{version}-slim") == want == listed(f"{ns}/go:{GO}-slim")
+    # the same as pushing with the join, into another namespace
+    together = f"{registry_tags}/together"
+    gobuild("images", "--go", GO, "--variant", "slim", "--push", "--registry", together)
+    assert listed(f"{together}/go:{GO}-slim") == want
+
+
+# --- a variant's own base ----------------------------------------------------------------------
+
+def test_a_variant_naming_another_base_does_not_get_the_local_debian_base(bases, docker_client):
+    from builder import base
+    from builder.matrix import Variant
+
+    arch = docker_client.info()["Architecture"].replace("x86_64", "amd64").replace("aarch64", "arm64")
+    local = base.base_tag("bookworm", arch)
+    other = f"gobuild-test/otherbase:bookworm-slim-{uuid.uuid4().hex[:8]}"
+    docker_client.images.get(local).tag(other)  # a cheap stand-in for another upstream image
+    try:
+        own = Variant(name="own", kind="debian", base=other)
+        assert base.choose(docker_client, own, arch) == other
+        debian = Variant(name="bookworm", kind="debian", base="debian:bookworm-slim")
+        assert base.choose(docker_client, debian, arch) == local
+    finally:
+        docker_client.images.remove(other)
+
+
+# --- SIGTERM during --verify -------------------------------------------------------------------
+
+def test_sigterm_during_verify_removes_the_smoke_containers(slim, docker_client):
+    arch = docker_client.info()["Architecture"].replace("x86_64", "amd64").replace("aarch64", "arm64")
+    proc = subprocess.Popen([GOBUILD, "images", "--go", GO, "--variant", "slim", "--platform",
+                             f"linux/{arch}", "--verify"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    run_id, containers = None, []
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not containers and proc.poll() is None:
+            found = [re.search(r"smoke tests: run (\w+)", line) for line in list(lines)]
+            run_id = next((m.group(1) for m in found if m), None)
+            if run_id:
+                containers = docker_client.containers.list(
+                    all=True, filters={"label": f"io.gobuild.run={run_id}"})
+            time.sleep(0.2)
+        assert containers, f"no smoke container seen: {''.join(lines)[-2000:]}"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 130
+        reader.join(10)
+        assert "interrupted" in lines[-1]
+        left = docker_client.containers.list(all=True, filters={"label": f"io.gobuild.run={run_id}"})
+        assert left == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for ctr in containers:  # ours, by id, if the test failed half-way
+            with contextlib.suppress(Exception):
+                docker_client.containers.get(ctr.id).remove(force=True, v=True)
