@@ -11,18 +11,23 @@ import time
 
 import pytest
 
+from builder import engine
 from builder.bench import benchfmt
+from builder.matrix import goarch
 
 from .conftest import GOBUILD, ROOT, gobuild
 
-SLIM_AMD64 = ("--go", "1.22", "--variant", "slim", "--platform", "linux/amd64")
+# The engine's own platform runs natively; the other one is emulated (arm64 hosts exist too).
+NATIVE = goarch(os.uname().machine)
+FOREIGN = "arm64" if NATIVE == "amd64" else "amd64"
+SLIM_NATIVE = ("--go", "1.22", "--variant", "slim", "--platform", f"linux/{NATIVE}")
 
 
 @pytest.fixture(scope="module")
 def default_image(bases):
     """The bench's default image: the newest Go of the matrix, slim, host platform."""
-    gobuild("images", "--go", "latest", "--variant", "slim", "--platform", "linux/amd64")
-    gobuild("images", *SLIM_AMD64)
+    gobuild("images", "--go", "latest", "--variant", "slim", "--platform", f"linux/{NATIVE}")
+    gobuild("images", *SLIM_NATIVE)
 
 
 def leftovers(docker_client, run_id: str) -> list:
@@ -47,7 +52,7 @@ def test_default_bench_reads_back_the_limits_and_writes_valid_outputs(default_im
     assert results["limits"]["effective"]["memory"] == 2 * 2**30
     lock = json.loads((ROOT / "images" / "lock.json").read_text())
     newest = max(lock["go"], key=lambda v: tuple(map(int, v.split("."))))
-    assert results["targets"][0]["image"] == f"gobuild/go:{lock['go'][newest]['version']}-slim-amd64"
+    assert results["targets"][0]["image"] == f"gobuild/go:{lock['go'][newest]['version']}-slim-{NATIVE}"
     assert results["targets"][0]["emulated"] is False
     assert set(results["suites"]) == {"tooling", "sched", "memstats", "gotest"}
     tooling = results["suites"]["tooling"]
@@ -69,22 +74,23 @@ def test_default_bench_reads_back_the_limits_and_writes_valid_outputs(default_im
 
 def test_out_of_memory_is_a_failed_run_and_the_rest_completes(default_image, tmp_path, docker_client):
     out = tmp_path / "oom"
-    proc = gobuild("bench", *SLIM_AMD64, "--memory", "64m", "--runs", "1", "--warmup", "0",
+    proc = gobuild("bench", *SLIM_NATIVE, "--memory", "64m", "--runs", "1", "--warmup", "0",
                    "--suite", "compile", "--suite", "tooling", "--output", str(out), check=False)
     assert proc.returncode == 8
     assert "OOM-killed" in proc.stderr.strip().splitlines()[-1]
     results = json.loads((out / "results.json").read_text())
     compile_ = results["suites"]["compile"][0]
     assert compile_["samples"] == [] and compile_["failed"][0]["oom"] is True
+    assert compile_["failed"][0]["oom_reasons"]  # which signs said so
     assert all(len(r["samples"]) == 1 for r in results["suites"]["tooling"])
     assert results["oom"] is True
     assert leftovers(docker_client, run_id_of(proc.stderr)) == []
 
 
-def test_an_arm64_bench_on_an_amd64_engine_is_marked_emulated(bases, tmp_path, docker_client):
-    gobuild("images", "--go", "1.22", "--variant", "slim", "--platform", "linux/arm64")
+def test_a_bench_of_the_other_architecture_is_marked_emulated(bases, tmp_path, docker_client):
+    gobuild("images", "--go", "1.22", "--variant", "slim", "--platform", f"linux/{FOREIGN}")
     out = tmp_path / "emu"
-    gobuild("bench", "--go", "1.22", "--variant", "slim", "--platform", "linux/arm64", "--runs", "1",
+    gobuild("bench", "--go", "1.22", "--variant", "slim", "--platform", f"linux/{FOREIGN}", "--runs", "1",
             "--warmup", "0", "--suite", "tooling", "--output", str(out))
     results = json.loads((out / "results.json").read_text())
     assert results["targets"][0]["emulated"] is True
@@ -107,7 +113,7 @@ def _running(docker_client, run_id: str, measuring: bool) -> bool:
 def test_ctrl_c_leaves_no_container_with_the_run_label(default_image, tmp_path, docker_client,
                                                       presses, measuring):
     proc = subprocess.Popen(
-        [GOBUILD, "bench", *SLIM_AMD64, "--suite", "compile", "--runs", "3", "--output", str(tmp_path / "x")],
+        [GOBUILD, "bench", *SLIM_NATIVE, "--suite", "compile", "--runs", "3", "--output", str(tmp_path / "x")],
         cwd=ROOT, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
     )
     try:
@@ -127,10 +133,128 @@ def test_ctrl_c_leaves_no_container_with_the_run_label(default_image, tmp_path, 
         proc.wait(120)
         assert proc.returncode == 130, proc.stderr.read()[-2000:]
         assert leftovers(docker_client, run_id) == []
-        assert not (tmp_path / "x" / "results.json").exists()
+        assert not (tmp_path / "x" / "results.json").exists()  # nothing measured yet
     finally:
         if proc.poll() is None:
             proc.kill()
         if run_id:  # leave nothing behind even when an assertion above failed
-            from builder import engine
             engine.remove_labelled(docker_client, run_id)
+
+
+MODULE = {
+    "go.mod": "module example.com/mine\n\ngo 1.21\n",
+    "mine.go": "package mine\n\nfunc Double(x int) int { return 2 * x }\n",
+    "mine_test.go": """package mine
+
+import "testing"
+
+func TestDouble(t *testing.T) {
+\tif Double(2) != 4 {
+\t\tt.Fatal("bad")
+\t}
+}
+
+func BenchmarkDouble(b *testing.B) {
+\tfor i := 0; i < b.N; i++ {
+\t\t_ = Double(i)
+\t}
+}
+
+func BenchmarkBroken(b *testing.B) { b.Fatal("this benchmark always fails") }
+""",
+}
+
+
+def test_own_workload_pinned_to_a_cpu_compile_memory_and_a_failing_gotest(default_image, tmp_path):
+    """--workload and --cpuset, a successful compile with the process peak beside the cgroup's,
+    every memory phase, and a go test whose benchmark fails recorded as a failed run (exit 8)
+    with everything else kept."""
+    mod = tmp_path / "mine"
+    mod.mkdir()
+    for name, text in MODULE.items():
+        (mod / name).write_text(text)
+    out = tmp_path / "own"
+    proc = gobuild("bench", *SLIM_NATIVE, "--workload", str(mod), "--cpuset", "0", "--cpus", "1",
+                   "--runs", "1", "--warmup", "0", "--suite", "compile", "--suite", "memory",
+                   "--suite", "gotest", "--output", str(out), check=False)
+    assert proc.returncode == 8, proc.stderr[-2000:]
+    assert "1 measured run(s) failed" in proc.stderr.strip().splitlines()[-1]
+    results = json.loads((out / "results.json").read_text())
+    assert results["status"] == "complete" and results["options"]["workload"] == str(mod)
+    assert results["limits"]["effective"]["cpuset"] == "0"
+    assert results["limits"]["effective"]["swap"] == 0
+    sample = results["suites"]["compile"][0]["samples"][0]
+    assert sample["exit_code"] == 0 and sample["wall_ns"] > 0
+    assert 0 < sample["peak_rss_bytes"] and 0 < sample["cgroup_peak_bytes"] <= 2 * 2**30
+    phases = {r["name"].split("=")[1]: r for r in results["suites"]["memory"]}
+    assert set(phases) == {"go-env", "go-list-m-all", "go-build", "go-test-binary"}
+    assert all(len(r["samples"]) == 1 and r["samples"][0]["peak_rss_bytes"] > 0
+               for name, r in phases.items() if name != "go-test-binary")
+    gotest = results["suites"]["gotest"][0]
+    assert gotest["samples"] == [] and "this benchmark always fails" in gotest["failed"][0]["error"]
+    assert "peak-RSS-bytes" in (out / "bench.txt").read_text()
+    assert "cgroup-peak-bytes" in (out / "bench.txt").read_text()
+
+
+def _wait_for(predicate, what: str, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_a_signal_after_a_measured_round_keeps_what_was_measured(default_image, tmp_path, docker_client):
+    out = tmp_path / "partial"
+    proc = subprocess.Popen(
+        [GOBUILD, "bench", *SLIM_NATIVE, "--suite", "tooling", "--runs", "50", "--warmup", "0",
+         "--output", str(out)], cwd=ROOT, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    run_id = None
+    try:
+        run_id = run_id_of(proc.stderr.readline() + proc.stderr.readline())
+        _wait_for(lambda: (out / "results.json").exists(), "the first round's results")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(120)
+        assert proc.returncode == 130
+        results = json.loads((out / "results.json").read_text())
+        assert results["status"] == "interrupted" and results["rounds_done"] >= 1
+        assert all(len(r["samples"]) == results["rounds_done"] for r in results["suites"]["tooling"])
+        assert benchfmt.parse((out / "bench.txt").read_text())
+        assert leftovers(docker_client, run_id) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if run_id:
+            engine.remove_labelled(docker_client, run_id)
+
+
+def test_cleanup_removes_what_dead_runs_left_and_spares_a_running_bench(default_image, tmp_path,
+                                                                         docker_client):
+    ref = docker_client.images.list(name="gobuild/go")[0].tags[0]
+    # What a crashed gobuild left: a container and a volume whose owner process is gone.
+    dead = {**engine.labels("deadbeef0000"),
+            engine.OWNER_LABEL: f"{os.uname().nodename}:{os.getpid()}:0"}
+    left_ctr = docker_client.containers.create(ref, ["true"], labels=dead,
+                                               name=f"gobuild-test-dead-{os.getpid()}")
+    left_vol = docker_client.volumes.create(name=f"gobuild-test-dead-{os.getpid()}", labels=dead)
+    proc = subprocess.Popen(
+        [GOBUILD, "bench", *SLIM_NATIVE, "--suite", "tooling", "--runs", "2", "--warmup", "0",
+         "--output", str(tmp_path / "alive")], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+        env=os.environ.copy())
+    run_id = None
+    try:
+        run_id = run_id_of(proc.stderr.readline() + proc.stderr.readline())
+        _wait_for(lambda: _running(docker_client, run_id, measuring=False), "a container of the bench")
+        cleaned = gobuild("bench", "--cleanup")
+        assert f"container {left_ctr.name}" in cleaned.stdout
+        assert f"volume {left_vol.name}" in cleaned.stdout
+        assert run_id not in cleaned.stdout  # nothing of the running bench
+        rest = proc.stderr.read()
+        assert proc.wait(600) == 0, rest[-2000:]
+        assert json.loads((tmp_path / "alive" / "results.json").read_text())["status"] == "complete"
+        assert leftovers(docker_client, "deadbeef0000") == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if run_id:
+            engine.remove_labelled(docker_client, run_id)
+        engine.remove_labelled(docker_client, "deadbeef0000")
