@@ -119,23 +119,20 @@ def render_cmd(inputs: Inputs, out: Path | None, check: bool) -> None:
       gobuild render
       gobuild render --check          # what CI runs
     """
-    from . import render
+    from .render import render_into
 
-    cells, lock = inputs.cells(), inputs.lock()
-    contexts = render.render_all(render.environment(inputs.templates), cells, lock)
-    out = out or inputs.matrix_path.parent
-    whole = inputs.selection == Selection()
+    result = render_into(inputs.cells(), inputs.lock(), inputs.templates,
+                         out or inputs.matrix_path.parent, check_only=check,
+                         whole_matrix=inputs.selection == Selection())
     if check:
-        diff = render.check(out, contexts, whole)
-        if diff:
-            click.echo(diff, nl=False)
-            raise CheckFailed(
-                f"the files under {out} differ from what the template renders: run 'gobuild render'"
-            )
-        click.echo(f"{len(contexts)} build contexts under {out} are current")
+        if result.diff:
+            click.echo(result.diff, nl=False)
+            raise CheckFailed(f"the files under {result.out} differ from what the template "
+                              "renders: run 'gobuild render'")
+        click.echo(f"{result.contexts} build contexts under {result.out} are current")
         return
-    changed = render.write(out, contexts, prune_stale=whole)
-    click.echo(f"rendered {len(contexts)} build contexts under {out} ({len(changed)} files changed)")
+    click.echo(f"rendered {result.contexts} build contexts under {result.out} "
+               f"({len(result.changed)} files changed)")
 
 
 @click.command("doctor")

@@ -132,3 +132,22 @@ def check(out: Path, contexts: list[Context], whole_matrix: bool) -> str:
         for stale in _stale_dirs(out, contexts):
             diff.append(f"only on disk: {stale} (no such cell in the matrix)\n")
     return "".join(diff)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rendered:
+    out: Path
+    contexts: int
+    diff: str = ""  # with check: what differs ('' = current)
+    changed: tuple[Path, ...] = ()  # without check: the files written or removed
+
+
+def render_into(cells: tuple[Cell, ...], lock: Lock, templates: Path | None, out: Path, *,
+                check_only: bool, whole_matrix: bool) -> Rendered:
+    """Render every cell and compare with out (check_only) or write it there; stale cell
+    folders count only when the whole matrix was rendered."""
+    contexts = render_all(environment(templates), cells, lock)
+    if check_only:
+        return Rendered(out=out, contexts=len(contexts), diff=check(out, contexts, whole_matrix))
+    changed = write(out, contexts, prune_stale=whole_matrix)
+    return Rendered(out=out, contexts=len(contexts), changed=tuple(changed))

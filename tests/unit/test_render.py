@@ -78,3 +78,16 @@ def test_values_that_could_inject_instructions_are_refused(inputs, tmp_path):
 def test_missing_template_folder_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="no Dockerfile.j2"):
         render.environment(tmp_path)
+
+
+def test_render_into_writes_then_finds_it_current_and_sees_a_stale_folder(inputs, tmp_path):
+    cells, lock = inputs
+    first = render.render_into(cells, lock, None, tmp_path, check_only=False, whole_matrix=True)
+    assert first.contexts == len(cells) and first.changed and first.diff == ""
+    again = render.render_into(cells, lock, None, tmp_path, check_only=True, whole_matrix=True)
+    assert again.diff == "" and again.changed == ()
+    (tmp_path / "go1.19-slim-linux-amd64").mkdir()
+    stale = render.render_into(cells, lock, None, tmp_path, check_only=True, whole_matrix=True)
+    assert "only on disk" in stale.diff
+    some = render.render_into(cells[:1], lock, None, tmp_path, check_only=True, whole_matrix=False)
+    assert some.diff == ""  # a selection does not judge the other folders
