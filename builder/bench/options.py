@@ -72,6 +72,11 @@ class BenchOptions:
     output: Path
     seed: int
 
+    def __post_init__(self) -> None:
+        if self.workload is None and self.workload_packages < self.workload_modules:
+            raise ConfigError(f"--packages {self.workload_packages} is fewer than --modules "
+                              f"{self.workload_modules}: every module holds at least one package")
+
     def check_engine(self, engine_cpus: int, engine_memory: int) -> None:
         """Refuse limits beyond what the engine has (parsed once, checked once it answers)."""
         if engine_cpus and self.cpus > engine_cpus:

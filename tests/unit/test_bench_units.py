@@ -19,6 +19,11 @@ def test_bad_cpus_are_usage_errors(text):
     assert err.value.exit_code == 2 and "\n" not in err.value.message
 
 
+def test_a_workload_shape_go_cannot_build_is_refused_before_anything_runs():
+    with pytest.raises(ConfigError, match="--packages 10 is fewer than --modules 20"):
+        opts_for_suite("compile", workload_modules=20, workload_packages=10)
+
+
 def test_limits_beyond_the_engine_are_refused_once_it_answers():
     opts_for_suite("compile", cpus=2.0, memory=24 * 2**30).check_engine(2, 24 * 2**30)
     with pytest.raises(ConfigError, match="more than the engine's 2 CPUs"):
