@@ -33,7 +33,7 @@ class Report:
         return EngineError.exit_code
 
     def as_json(self) -> dict:
-        out = {"ok": self.ok, "checks": [asdict(c) for c in self.checks]}
+        out = {"ok": self.ok, "checks": [asdict(check) for check in self.checks]}
         if self.inputs is not None:
             out["inputs"] = self.inputs.as_json()
         return out
@@ -57,12 +57,12 @@ def diagnose(inputs: Defaults | None = None) -> Report:
     the current directory) is reported as it is given."""
     checks = []
     try:
-        f = engine.facts(engine.client())
+        facts = engine.facts(engine.client())
         checks.append(Check(
             name="engine", ok=True,
-            detail=f"Docker {f.version} (API {f.api_version}), {f.os}/{f.arch}, cgroup v{f.cgroup_version} "
-                   f"({f.cgroup_driver}), storage {f.storage_driver}, {f.cpus} CPUs, "
-                   f"{f.memory_bytes / 2**30:.1f} GiB",
+            detail=f"Docker {facts.version} (API {facts.api_version}), {facts.os}/{facts.arch}, "
+                   f"cgroup v{facts.cgroup_version} ({facts.cgroup_driver}), storage "
+                   f"{facts.storage_driver}, {facts.cpus} CPUs, {facts.memory_bytes / 2**30:.1f} GiB",
         ))
     except EngineError as exc:
         checks.append(Check(name="engine", ok=False, detail=exc.message.split(" (")[0] + " (no daemon running)",

@@ -81,7 +81,7 @@ def render_cell(env: jinja2.Environment, cell: Cell, lock: Lock) -> Context:
 
 
 def render_all(env: jinja2.Environment, cells: tuple[Cell, ...], lock: Lock) -> list[Context]:
-    return [render_cell(env, c, lock) for c in cells]
+    return [render_cell(env, cell, lock) for cell in cells]
 
 
 def write(out: Path, contexts: list[Context], prune_stale: bool) -> list[Path]:
@@ -104,7 +104,7 @@ def write(out: Path, contexts: list[Context], prune_stale: bool) -> list[Path]:
 
 
 def _stale_dirs(out: Path, contexts: list[Context]) -> list[Path]:
-    wanted = {c.cell.id for c in contexts}
+    wanted = {ctx.cell.id for ctx in contexts}
     if not out.is_dir():
         return []
     return sorted(
