@@ -73,6 +73,7 @@ def test_render_check_in_a_checkout_sees_an_edit_to_the_checkout_template(instal
 
 def test_help_and_doctor_name_the_checkout_and_outside_it_the_package(installed, tmp_path):
     exe, checkout, package = installed
+
     def squeeze(text: str) -> str:  # help wraps long paths
         return "".join(text.split())
 
