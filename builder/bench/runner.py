@@ -184,8 +184,9 @@ def to_sample(cfg: Config, done: engine.Finished, memory_limit: int) -> Sample:
     if done.timed_out:
         return Sample(exit_code=-1, error=f"timed out: {done.tail()}")
     if data is None or exit_code != 0:
+        said = "\n".join(ln for ln in done.output.splitlines() if not ln.startswith("GOBUILD-"))
         return Sample(exit_code=exit_code or done.exit_code or -1,
-                      error=done.output.strip()[-300:] or "no output")
+                      error=said.strip()[-300:] or "no output")
     values = {k: v for k, v in data.items() if isinstance(v, (int, float)) and k != "exit_code"}
     if cfg.result_tag != "GOBUILD-RESULT":  # the probe's own figures, timed by the runner
         values["wall_ns"] = figures.get("wall_ns", -1)

@@ -178,7 +178,8 @@ def test_own_workload_pinned_to_a_cpu_compile_memory_and_a_failing_gotest(defaul
                    "--runs", "1", "--warmup", "0", "--suite", "compile", "--suite", "memory",
                    "--suite", "gotest", "--output", str(out), check=False)
     assert proc.returncode == 8, proc.stderr[-2000:]
-    assert "1 measured run(s) failed" in proc.stderr.strip().splitlines()[-1]
+    # the broken benchmark fails twice: in the gotest suite and in the memory suite's test binary
+    assert "2 measured run(s) failed" in proc.stderr.strip().splitlines()[-1]
     results = json.loads((out / "results.json").read_text())
     assert results["status"] == "complete" and results["options"]["workload"] == str(mod)
     assert results["limits"]["effective"]["cpuset"] == "0"
@@ -190,6 +191,7 @@ def test_own_workload_pinned_to_a_cpu_compile_memory_and_a_failing_gotest(defaul
     assert set(phases) == {"go-env", "go-list-m-all", "go-build", "go-test-binary"}
     assert all(len(r["samples"]) == 1 and r["samples"][0]["peak_rss_bytes"] > 0
                for name, r in phases.items() if name != "go-test-binary")
+    assert phases["go-test-binary"]["failed"][0]["oom"] is False
     gotest = results["suites"]["gotest"][0]
     assert gotest["samples"] == [] and "this benchmark always fails" in gotest["failed"][0]["error"]
     assert "peak-RSS-bytes" in (out / "bench.txt").read_text()

@@ -94,7 +94,8 @@ def test_oom_by_any_sign_is_a_failed_run(out, exit_code, flags):
 
 def test_a_failing_gotest_is_a_failed_run_not_an_exception():
     cfg = next(c for c in runner.configs(opts_for_suite("gotest"), [TARGET]))
-    failed = runner.to_sample(cfg, finished("--- FAIL: BenchmarkX\n" + result_line(exit_code=1)), 2**31)
+    probe_line = result_line(exit_code=1, argv=["-test.bench"] * 40)  # longer than the tail kept
+    failed = runner.to_sample(cfg, finished("--- FAIL: BenchmarkX\n" + probe_line), 2**31)
     assert failed.failed and not failed.oom and "FAIL" in failed.error
     ok = runner.to_sample(cfg, finished(
         "goos: linux\npkg: example.com/workload/benchpkg\n"
