@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from . import engine
 from .bench.options import BenchOptions, parse_cpus, parse_duration, parse_gomaxprocs, parse_memory
 from .bench.output import summary_text
 from .bench.results import SUITES
-from .bench.run import bench, choose_images, default_output
+from .bench.run import bench, default_output
+from .bench.run import cleanup as cleanup_stale
 from .errors import BenchError
 from .inputs import Inputs, inputs_options, json_option
 
@@ -73,24 +73,21 @@ def bench_cmd(inputs: Inputs, images, cpus, memory, cpuset, suites, runs, warmup
     cpus_value, memory_value = parse_cpus(cpus), parse_memory(memory)  # before the engine
     procs = parse_gomaxprocs(gomaxprocs) if gomaxprocs else (max(1, math.ceil(cpus_value)),)
     age = parse_duration(older_than) if older_than else None
-    client = engine.client()
     if cleanup:
-        removed = engine.remove_stale(client, age)
+        removed = cleanup_stale(age)
         summary = (f"removed {len(removed)} containers and volumes left by gobuild runs that "
                    "are no longer running")
         click.echo("\n".join([*removed, summary]))
         return
     opts = BenchOptions(
-        images=choose_images(client, inputs, images), cpus=cpus_value, memory=memory_value,
+        images=images, cpus=cpus_value, memory=memory_value,
         cpuset=cpuset, suites=tuple(dict.fromkeys(suites)) or SUITES, runs=runs, warmup=warmup,
         gomaxprocs=procs, workload=workload, workload_modules=modules, workload_packages=packages,
         compile_target=compile_target,
         bench_package=bench_package or ("." if workload else "./benchpkg"),
         output=output or default_output(), seed=seed,
     )
-    facts = engine.facts(client)
-    opts.check_engine(facts.cpus, facts.memory_bytes)
-    results = bench(client, opts)
+    results = bench(inputs, opts)
     data = results.to_json()
     click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else summary_text(data))
     click.echo(f"bench: wrote {opts.output}/results.json, bench.txt, report.md", err=True)

@@ -56,7 +56,7 @@ def format_memory(n: int) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class BenchOptions:
-    images: tuple[str, ...]  # local image references, one per configuration
+    images: tuple[str, ...]  # local image references; () asks for the selected cells' images
     cpus: float
     memory: int
     cpuset: str | None

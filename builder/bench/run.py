@@ -4,6 +4,7 @@ measured round, so that a failure late in a run keeps what was measured."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -194,13 +195,35 @@ def run_bench(engine_client: docker.DockerClient, opts: BenchOptions, run_id: st
     return results
 
 
-def bench(engine_client: docker.DockerClient, opts: BenchOptions,
+def bench(inputs: Inputs, opts: BenchOptions, engine_client: docker.DockerClient | None = None,
           log: Callable[[str], None] = log_stderr) -> Results:
-    """The whole `gobuild bench`: a run id, the run, and every container and volume of the
-    run removed on every way out (Ctrl-C and SIGTERM included)."""
+    """The whole `gobuild bench`: the images (opts.images, else the selected cells'), the limits
+    checked against the engine, a run id, the run, and every container and volume of the run
+    removed on every way out (Ctrl-C and SIGTERM included)."""
+    check_output(opts.output)
+    engine_client = engine_client or engine.client()
+    opts = replace(opts, images=choose_images(engine_client, inputs, opts.images))
+    facts = engine.facts(engine_client)
+    opts.check_engine(facts.cpus, facts.memory_bytes)
     run_id = engine.new_run_id()
     with engine.cleanup_on_exit(engine_client, run_id):
         return run_bench(engine_client, opts, run_id, log)
+
+
+def check_output(folder: Path) -> None:
+    """Refuse an output folder that cannot be written before anything runs (and without
+    creating it: a bench that fails early leaves nothing behind)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not a folder" if not existing.is_dir() else "is not writable"
+        raise ConfigError(f"--output {folder}: {existing} {what}: choose another folder")
+
+
+def cleanup(older_than: float | None = None) -> list[str]:
+    """`gobuild bench --cleanup`: what gobuild runs that are no longer running left behind."""
+    return engine.remove_stale(engine.client(), older_than)
 
 
 def default_output() -> Path:

@@ -133,3 +133,13 @@ BenchmarkSort-2   	    3421	    350163 ns/op	  382144 B/op	    3545 allocs/op
     for bad in ("BenchmarkX 1 2", "something else", "BenchmarkX one 2 ns/op"):
         with pytest.raises(ValueError):
             benchfmt.parse(bad)
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_anything_runs(tmp_path):
+    from builder.bench.run import check_output
+
+    check_output(tmp_path / "new" / "deeper")  # to be made: fine
+    assert not (tmp_path / "new").exists()  # and nothing made by the check
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is not a folder"):
+        check_output(tmp_path / "file" / "out")
