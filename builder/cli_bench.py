@@ -12,7 +12,7 @@ from .bench.output import summary_text
 from .bench.results import SUITES
 from .bench.run import bench, default_output
 from .bench.run import cleanup as cleanup_stale
-from .errors import BenchError
+from .errors import BenchError, ConfigError
 from .inputs import Inputs, inputs_options, json_option
 
 
@@ -73,10 +73,12 @@ def bench_cmd(inputs: Inputs, images, cpus, memory, cpuset, suites, runs, warmup
     cpus_value, memory_value = parse_cpus(cpus), parse_memory(memory)  # before the engine
     procs = parse_gomaxprocs(gomaxprocs) if gomaxprocs else (max(1, math.ceil(cpus_value)),)
     age = parse_duration(older_than) if older_than else None
+    if age is not None and not cleanup:
+        raise ConfigError("--older-than only goes with --cleanup: gobuild bench --cleanup --older-than 2d")
     if cleanup:
         removed = cleanup_stale(age)
-        summary = (f"removed {len(removed)} containers and volumes left by gobuild runs that "
-                   "are no longer running")
+        summary = (f"{sum(r.startswith('removed') for r in removed)} containers and volumes "
+                   "left behind by gobuild runs removed")
         click.echo("\n".join([*removed, summary]))
         return
     opts = BenchOptions(

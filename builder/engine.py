@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tarfile
 import time
 import uuid
@@ -34,9 +35,9 @@ SETUP_HINT = "run 'make setup' (scripts/setup-host.sh) as root, or start dockerd
 
 def client() -> docker.DockerClient:
     try:
-        c = docker.from_env(timeout=300)
-        c.ping()
-        return c
+        engine_client = docker.from_env(timeout=300)
+        engine_client.ping()
+        return engine_client
     except docker.errors.DockerException as exc:
         host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         raise EngineError(
@@ -63,9 +64,9 @@ class EngineFacts:
     kernel: str
 
 
-def facts(c: docker.DockerClient) -> EngineFacts:
-    info = c.info()
-    ver = c.version()
+def facts(engine_client: docker.DockerClient) -> EngineFacts:
+    info = engine_client.info()
+    ver = engine_client.version()
     arch = goarch(info.get("Architecture", ""))
     return EngineFacts(
         version=ver.get("Version", "?"),
@@ -103,10 +104,10 @@ def emulators() -> dict[str, bool]:
     return found
 
 
-def image_labels(c: docker.DockerClient, ref: str) -> dict[str, str] | None:
+def image_labels(engine_client: docker.DockerClient, ref: str) -> dict[str, str] | None:
     """The labels of a local image, or None when the engine has no such image."""
     try:
-        img = c.images.get(ref)
+        img = engine_client.images.get(ref)
     except docker.errors.ImageNotFound:
         return None
     except docker.errors.APIError as exc:
@@ -114,9 +115,9 @@ def image_labels(c: docker.DockerClient, ref: str) -> dict[str, str] | None:
     return dict(img.labels or {})
 
 
-def image_info(c: docker.DockerClient, ref: str) -> dict:
+def image_info(engine_client: docker.DockerClient, ref: str) -> dict:
     try:
-        return c.api.inspect_image(ref)
+        return engine_client.api.inspect_image(ref)
     except docker.errors.ImageNotFound:
         raise EngineError(f"no image {ref} in the engine: build or pull it first") from None
 
@@ -156,12 +157,21 @@ def owner() -> str:
 
 def owner_alive(value: str | None) -> bool | None:
     """Whether the process named by an owner label still runs: None when this machine cannot
-    tell (another host, or no owner label)."""
+    tell (another host, no owner label)."""
     host, _, rest = (value or "").partition(":")
     pid, _, ticks = rest.partition(":")
     if not value or host != socket.gethostname() or not pid.isdigit():
         return None
-    return _start_ticks(int(pid)) == ticks
+    now = _start_ticks(int(pid))
+    if now is not None and ticks != "?":
+        return now == ticks  # a reused pid has another start time
+    try:  # no /proc here (or hidden): only whether some process has the pid
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
 
 
 def labels(run_id: str) -> dict[str, str]:
@@ -255,15 +265,20 @@ class Finished:
     oom_killed: bool  # State.OOMKilled
     oom_events: int  # `oom` events the engine reported for the container
     timed_out: bool
-    seconds: float
 
     @property
     def oom(self) -> bool:
+        """By the signs seen from outside; the bench adds the cgroup's own counters."""
         return bool(oom_reasons(oom_killed=self.oom_killed, oom_events=self.oom_events,
                                 exit_code=self.exit_code))
 
     def tail(self, lines: int = 3) -> str:
         return " | ".join(self.output.strip().splitlines()[-lines:])
+
+
+def keep_containers() -> bool:
+    """GOBUILD_KEEP_CONTAINERS=1: keep containers and volumes for debugging."""
+    return os.environ.get("GOBUILD_KEEP_CONTAINERS") == "1"
 
 
 class Container:
@@ -287,6 +302,12 @@ class Container:
 
     def __enter__(self) -> Container:  # noqa: PYI034 - a final class
         kw = create_kwargs(self.spec, name=self.name, labels=labels(self.run_id))
+        for volume in self.spec.volumes:  # else the engine would quietly make an empty one
+            try:
+                self.client.volumes.get(volume)
+            except docker.errors.NotFound:
+                raise EngineError(f"volume {volume} is gone (removed by another program?): "
+                                  "run again") from None
         try:
             self._ctr = self.client.containers.create(**kw)
         except docker.errors.ImageNotFound:
@@ -296,7 +317,7 @@ class Container:
         return self
 
     def __exit__(self, *exc) -> None:
-        if os.environ.get("GOBUILD_KEEP_CONTAINERS") == "1":
+        if keep_containers():
             return
         # Never let a failed removal hide what ended the block (an interrupted connection can
         # fail here); the run-level cleanup (cleanup_on_exit) removes whatever is left.
@@ -308,7 +329,6 @@ class Container:
 
     def run(self) -> Finished:
         """Start, wait for the end (killing it after the spec's timeout), and report."""
-        started = time.monotonic()
         try:
             self._ctr.start()
         except docker.errors.APIError as exc:
@@ -321,18 +341,18 @@ class Container:
             with contextlib.suppress(docker.errors.APIError):
                 self._ctr.kill()
             status = {"StatusCode": -1}
-        seconds = time.monotonic() - started
         output = self._ctr.logs(stdout=True, stderr=True).decode("utf-8", "replace")
         state = self.client.api.inspect_container(self._ctr.id)["State"]
         code = int(status.get("StatusCode", -1))
         return Finished(exit_code=code, output=output, oom_killed=bool(state.get("OOMKilled")),
-                        oom_events=self._oom_events(state) if code != 0 else 0,
-                        timed_out=timed_out, seconds=seconds)
+                        oom_events=self.oom_events() if code != 0 else 0, timed_out=timed_out)
 
-    def _oom_events(self, state: dict) -> int:
+    def oom_events(self) -> int:
         """The engine's `oom` events for this container: the cgroup's OOM notification, which
-        also fires when a child process (not the container's first) is killed. Asked only after
-        a failure: a run that exits 0 was not cut short."""
+        also fires when a child process (not the container's first) is killed. `run` asks only
+        when the container failed; a caller whose wrapper exits 0 after a failed child (the
+        bench's runner probe) asks itself."""
+        state = self.client.api.inspect_container(self._ctr.id)["State"]
         until = _engine_time(state.get("FinishedAt")) or int(time.time())
         try:
             events = self.client.events(since=until - 24 * 3600, until=until + 1, decode=True,
@@ -395,35 +415,45 @@ def remove_labelled(engine_client: docker.DockerClient, run_id: str) -> int:
 
 def is_stale(item_labels: Mapping[str, str], running: bool, now: float,
              older_than: float | None) -> bool:
-    """Whether a labelled container or volume was left behind (pure).
+    """Whether a labelled container or volume was left behind.
 
-    Left behind: its owning gobuild process on this machine is gone; or it is older than
-    older_than seconds (for owners this machine cannot see: other hosts, older gobuilds); or,
-    with no owner label (made before owners were recorded), it is not running."""
+    Left behind: its owning gobuild process on this machine is gone. Where this machine cannot
+    see the owner (another host, or a gobuild from before owners were recorded): when it is
+    older than older_than seconds, or, with no owner label at all, when it is not running.
+    What a live gobuild on this machine owns is never stale, however old."""
+    alive = owner_alive(item_labels.get(OWNER_LABEL))
+    if alive is not None:
+        return not alive
     created = item_labels.get(CREATED_LABEL, "")
     if older_than is not None and created.isdigit() and now - int(created) > older_than:
         return True
-    alive = owner_alive(item_labels.get(OWNER_LABEL))
-    if alive is None:
-        return OWNER_LABEL not in item_labels and not running
-    return not alive
+    return OWNER_LABEL not in item_labels and not running
 
 
 def remove_stale(engine_client: docker.DockerClient, older_than: float | None = None) -> list[str]:
-    """Remove the containers, then the volumes, that gobuild processes left behind; return
-    their names. What a running gobuild still uses is left alone."""
-    now, removed = time.time(), []
+    """Remove the containers, then the volumes, that gobuild processes left behind; return one
+    line for each ("removed container NAME", or "kept volume NAME: why"). What a running
+    gobuild on this machine owns is left alone."""
+    now, said = time.time(), []
     for ctr in engine_client.containers.list(all=True, filters={"label": RUN_LABEL}):
         if is_stale(ctr.labels, ctr.status == "running", now, older_than):
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                ctr.remove(force=True, v=True)
-                removed.append(f"container {ctr.name}")
+            said.append(_remove(f"container {ctr.name}", lambda it=ctr: it.remove(force=True, v=True)))
     for vol in engine_client.volumes.list(filters={"label": RUN_LABEL}):
         if is_stale(vol.attrs.get("Labels") or {}, False, now, older_than):
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                vol.remove(force=False)  # in use by a live container: the engine refuses
-                removed.append(f"volume {vol.name}")
-    return removed
+            # force=False: the engine refuses a volume that a container still uses
+            said.append(_remove(f"volume {vol.name}", lambda it=vol: it.remove(force=False)))
+    return [line for line in said if line]
+
+
+def _remove(what: str, remove) -> str | None:
+    """'removed WHAT', or why it could not be; None when it was already gone."""
+    try:
+        remove()
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as exc:
+        return f"kept {what}: {exc.explanation}"
+    return f"removed {what}"
 
 
 @contextlib.contextmanager
@@ -447,9 +477,25 @@ def cleanup_on_exit(engine_client: docker.DockerClient, run_id: str) -> Iterator
     finally:
         stopping = True
         try:
-            remove_labelled(engine_client, run_id)
-        except Exception:  # noqa: BLE001 - the interrupted connection may be broken: retry anew
-            remove_labelled(client(), run_id)
+            if keep_containers():
+                print(f"gobuild: kept the containers and volumes of run {run_id} "
+                      "(GOBUILD_KEEP_CONTAINERS=1)", file=sys.stderr)
+            else:
+                _remove_run(engine_client, run_id)
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
+
+
+def _remove_run(engine_client: docker.DockerClient, run_id: str) -> None:
+    """remove_labelled, retried on a new connection (an interrupted one can be broken), and
+    never raising: what ended the run is the error to show; `gobuild bench --cleanup` removes
+    whatever is left once this process is gone."""
+    for attempt in (1, 2):
+        try:
+            remove_labelled(engine_client if attempt == 1 else client(), run_id)
+            return
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            if attempt == 2:
+                print(f"gobuild: could not remove the containers of run {run_id} ({exc}): "
+                      "run 'gobuild bench --cleanup'", file=sys.stderr)

@@ -42,7 +42,7 @@ def bench_txt(results: Results) -> str:
                     continue
                 values = "  ".join(f"{s.values[m]} {u}" for m, u in METRICS[cfg.suite]
                                    if s.values.get(m, -1) >= 0)
-                lines.append(f"Benchmark{cfg.label}  {s.extra.get('n', 1)}  {values}")
+                lines.append(f"Benchmark{cfg.label}  1  {values}")
         lines += gotest
         lines.append("")
     return "\n".join(lines)

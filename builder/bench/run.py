@@ -20,7 +20,9 @@ from .options import BenchOptions
 from .results import METRICS, Record, Results, Target
 from .runner import Bench, configs, log_stderr, rounds
 
-PAGE = 4096
+# A memory limit is rounded to the kernel's page size (4 KiB, or 16 or 64 KiB on some arm64
+# kernels, the Raspberry Pi 5's among them).
+LIMIT_SLACK = 64 * 2**10
 
 
 def _now() -> str:
@@ -91,11 +93,12 @@ def check_limits(requested: dict, effective: dict, ref: str) -> None:
     if cpus is None or abs(cpus - requested["cpus"]) > 0.001:
         raise BenchError(f"{ref}: the container runs with {cpus} CPUs, not the "
                          f"{requested['cpus']:g} asked for: {hint.format('CPU quotas')}")
-    if mem is None or abs(mem - requested["memory"]) >= PAGE:
+    if mem is None or abs(mem - requested["memory"]) >= LIMIT_SLACK:
         raise BenchError(f"{ref}: the container's memory limit is {mem}, not "
                          f"{requested['memory']}: {hint.format('memory limits')}")
     if swap != 0:
-        raise BenchError(f"{ref}: the container may swap ({'unknown amount' if swap is None else f'{swap} bytes'}), "
+        amount = {None: "an unknown amount", 2**63: "without limit"}.get(swap, f"{swap} bytes")
+        raise BenchError(f"{ref}: the container may swap ({amount}), "
                          f"so its memory limit is not what it says: {hint.format('swap limits (swapaccount=1)')}")
     want = cpu_list(requested.get("cpuset"))
     if want is not None and cpu_list(effective.get("cpuset")) != want:

@@ -15,6 +15,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import docker
 
@@ -146,7 +147,7 @@ class Bench:
                                                   timeout=FACTS_TIMEOUT), self.run_id)
         facts = _line(done.output, "GOBUILD-FACTS")
         if done.exit_code != 0 or facts is None:
-            raise BenchError(f"cannot read the limits inside {target.ref}: {done.output.strip()[-200:]}")
+            raise BenchError(f"cannot read the limits inside {target.ref}: {done.tail()}")
         return facts
 
     def sample(self, cfg: Config, keep_profiles: bool = False) -> tuple[Sample, dict[str, bytes]]:
@@ -160,11 +161,16 @@ class Bench:
                           working_dir=cfg.working_dir or f"{MOUNT}/work")
         with engine.Container(self.client, spec, self.run_id) as ctr:
             done = ctr.run()
-            if keep_profiles:
+            figures = _line(done.output, "GOBUILD-RESULT") or {}
+            if not done.oom_events and (figures.get("exit_code") or figures.get("signal")):
+                # the probe exits 0 after its command failed: ask the engine about OOM too
+                done = replace(done, oom_events=ctr.oom_events())
+            sample = to_sample(cfg, done, self.opts.memory)
+            if keep_profiles and not sample.failed:
                 for name in PROFILES:
                     profiles.update({f"{folder_name(cfg.target.ref)}/{name}": data for data in
                                      ctr.fetch(f"{PROFILE_DIR}/{name}").values()})
-        return to_sample(cfg, done, self.opts.memory), profiles
+        return sample, profiles
 
 
 def to_sample(cfg: Config, done: engine.Finished, memory_limit: int) -> Sample:

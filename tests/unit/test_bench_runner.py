@@ -25,7 +25,7 @@ def opts(tmp_path, **kw) -> BenchOptions:
 
 def finished(output_text: str, exit_code: int = 0, **kw) -> engine.Finished:
     return engine.Finished(exit_code=exit_code, output=output_text, oom_killed=False, oom_events=0,
-                           timed_out=False, seconds=1.0, **kw)
+                           timed_out=False, **kw)
 
 
 def result_line(**fields) -> str:
@@ -85,7 +85,7 @@ def opts_for_suite(suite, **kw):
 ])
 def test_oom_by_any_sign_is_a_failed_run(out, exit_code, flags):
     cfg = runner.configs(opts_for_suite("compile"), [TARGET])[0]
-    done = engine.Finished(exit_code=exit_code, output=out, timed_out=False, seconds=1.0,
+    done = engine.Finished(exit_code=exit_code, output=out, timed_out=False,
                            oom_killed=flags.get("oom_killed", False),
                            oom_events=flags.get("oom_events", 0))
     s = runner.to_sample(cfg, done, 2**31)

@@ -1,5 +1,6 @@
 """Command lines and API arguments, built by pure functions (no daemon needed)."""
 import dataclasses
+import os
 from pathlib import Path
 
 from builder import base, build, engine, registry
@@ -15,7 +16,8 @@ def test_create_kwargs_apply_limits_labels_and_no_network():
     labels = engine.labels("abc")
     kw = engine.create_kwargs(spec, name="n", labels=labels)
     assert kw["labels"][engine.RUN_LABEL] == "abc"
-    assert kw["labels"][engine.OWNER_LABEL] == engine.owner()
+    host, pid, ticks = kw["labels"][engine.OWNER_LABEL].split(":")
+    assert (host, int(pid)) == (os.uname().nodename, os.getpid()) and ticks.isdigit()
     assert kw["network_mode"] == "none" and kw["command"] == ["go", "version"]
     assert kw["nano_cpus"] == 500_000_000
     assert kw["mem_limit"] == kw["memswap_limit"] == 2 * 2**30
@@ -51,6 +53,10 @@ def test_only_what_a_dead_gobuild_left_is_stale(monkeypatch):
     elsewhere = {**me, engine.OWNER_LABEL: f"other-host:{pid}:{ticks}"}
     assert not engine.is_stale(elsewhere, True, now, None)  # cannot tell: kept
     assert engine.is_stale(elsewhere, True, now + 7200, older_than=3600)  # unless old
+    assert not engine.is_stale(me, True, now + 7200, older_than=3600)  # alive here: never
+    no_proc = {**me, engine.OWNER_LABEL: f"{host}:{pid}:?"}  # written where /proc was hidden
+    assert engine.owner_alive(no_proc[engine.OWNER_LABEL]) is True
+    assert not engine.is_stale(no_proc, True, now, None)
     legacy = {engine.RUN_LABEL: "old"}
     assert engine.is_stale(legacy, False, now, None) and not engine.is_stale(legacy, True, now, None)
 

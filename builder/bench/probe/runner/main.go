@@ -135,9 +135,23 @@ type result struct {
 	OOMKillsDelta int64    `json:"oom_kills"`
 }
 
+// tail keeps the last bytes written to it: a quiet command's output, shown if it fails.
+type tail struct{ buf []byte }
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - 4096; over > 0 {
+		t.buf = t.buf[over:]
+	}
+	return len(p), nil
+}
+
 func run(argv []string, quiet bool) result {
 	cmd := exec.Command(argv[0], argv[1:]...)
-	if !quiet {
+	said := &tail{}
+	if quiet {
+		cmd.Stdout, cmd.Stderr = said, said
+	} else {
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	}
 	oom0 := oomKills()
@@ -189,6 +203,9 @@ func run(argv []string, quiet bool) result {
 		r.MaxRSSBytes = ru.Maxrss * 1024
 	}
 	r.PeakRSSBytes = max(r.MaxRSSBytes, r.VmHWMBytes)
+	if r.ExitCode != 0 {
+		os.Stderr.Write(said.buf) // why it failed, even when quiet
+	}
 	return r
 }
 
