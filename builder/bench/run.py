@@ -194,7 +194,12 @@ def run_bench(engine_client: docker.DockerClient, opts: BenchOptions, run_id: st
     finally:
         if results.rounds_done:  # only what was measured is worth keeping
             results = replace(results, status=status, finished=_now(), error=error)
-            output.write_all(opts.output, results, profiles)
+            try:
+                output.write_all(opts.output, results, profiles)
+            except OSError as exc:
+                if status == "complete":
+                    raise ConfigError(f"cannot write the results into {opts.output}: {exc}") from None
+                log(f"could not write the partial results into {opts.output}: {exc}")
     return results
 
 

@@ -104,7 +104,7 @@ class Bench:
         self.client, self.opts, self.run_id = engine_client, opts, run_id
         self.engine_arch, self.log = engine_arch, log
 
-    def _spec(self, target: Target, command: list[str], *, role: str, limits: bool = True,
+    def spec(self, target: Target, command: list[str], *, role: str, limits: bool = True,
               env: dict | None = None, user: str | None = None, network: bool = False,
               timeout: float = RUN_TIMEOUT, working_dir: str = f"{MOUNT}/work") -> engine.Spec:
         o = self.opts
@@ -133,7 +133,7 @@ class Bench:
         script, network = prep_script(o), o.workload is not None
         self.log(f"preparing {ref} ({target.platform}{', emulated' if target.emulated else ''}): "
                  "workload, module cache, probes")
-        spec = self._spec(target, ["sh", "-c", script], role="prepare", limits=False, user="0",
+        spec = self.spec(target, ["sh", "-c", script], role="prepare", limits=False, user="0",
                           network=network, timeout=PREP_TIMEOUT, working_dir=MOUNT)
         done = engine.run(self.client, spec, self.run_id, files={MOUNT: workload.tarball(files)})
         if done.exit_code != 0 or "GOBUILD-PREPARED" not in done.output:
@@ -143,7 +143,7 @@ class Bench:
 
     def facts(self, target: Target) -> dict:
         """Limits in force and host facts, as seen from inside a limited container."""
-        done = engine.run(self.client, self._spec(target, [RUNNER, "-facts"], role="facts",
+        done = engine.run(self.client, self.spec(target, [RUNNER, "-facts"], role="facts",
                                                   timeout=FACTS_TIMEOUT), self.run_id)
         facts = _line(done.output, "GOBUILD-FACTS")
         if done.exit_code != 0 or facts is None:
@@ -157,7 +157,7 @@ class Bench:
         quiet = cfg.result_tag == "GOBUILD-RESULT" and cfg.suite != "gotest"
         argv = [RUNNER, *(["-quiet"] if quiet else []), *cfg.argv]
         profiles: dict[str, bytes] = {}
-        spec = self._spec(cfg.target, argv, role="run", env=env,
+        spec = self.spec(cfg.target, argv, role="run", env=env,
                           working_dir=cfg.working_dir or f"{MOUNT}/work")
         with engine.Container(self.client, spec, self.run_id) as ctr:
             done = ctr.run()
