@@ -43,11 +43,10 @@ def choose_images(engine_client: docker.DockerClient, inputs: Inputs,
                             variants=("slim",))
         lock = inputs.lock()
         refs = tuple(image_tag(lock.release(cell), cell) for cell in select(inputs.matrix(), sel))
+    fix = "build or pull it first" if images else "build it first (gobuild images) or pass --image TAG"
     for ref in refs:
         if engine.image_labels(engine_client, ref) is None:
-            raise ConfigError(
-                f"no image {ref} in the engine: build it first (gobuild images) or pass --image TAG"
-            )
+            raise ConfigError(f"no image {ref} in the engine: {fix}")
     return refs
 
 

@@ -172,7 +172,9 @@ func run(argv []string, quiet bool) result {
 			p.hwm = max(p.hwm, largestVmHWM(os.Getpid()))
 			p.anon = max(p.anon, cgroupAnon())
 		}
-		t := time.NewTicker(25 * time.Millisecond)
+		// Every 100 ms: the process peak comes from wait4 (exact), so polling only adds the
+		// cgroup's anonymous peak and a cross-check, and its CPU counts against the quota.
+		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
 		for {
 			sample()
