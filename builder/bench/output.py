@@ -100,8 +100,10 @@ def report_md(results: dict) -> str:
         (f"- engine {host['engine_version']} ({host['engine_arch']}), kernel {host.get('kernel')}, "
          f"cgroup v{host.get('cgroup_version')}, CPU {host.get('cpu_model')}, governor "
          f"{host.get('governor') or 'unknown'}, load at start {host.get('loadavg_start')}"),
-        (f"- requested {lim['requested']['cpus']:g} CPUs, {format_memory(lim['requested']['memory'])}; "
-         f"in force {lim['effective']['cpus']:g} CPUs, {lim['effective']['memory']} bytes"),
+        (f"- requested {lim['requested']['cpus']:g} CPUs, {format_memory(lim['requested']['memory'])}"
+         f"{', CPUs ' + lim['requested']['cpuset'] if lim['requested'].get('cpuset') else ''}, no swap; "
+         f"in force {lim['effective']['cpus']:g} CPUs, {lim['effective']['memory']} bytes, "
+         f"swap {lim['effective'].get('swap')}, CPUs {lim['effective'].get('cpuset')}"),
         (f"- {results['options']['runs']} measured runs after {results['options']['warmup']} warm-up, "
          "configurations interleaved and shuffled each round"), "",
     ]
