@@ -64,7 +64,8 @@ def images_cmd(inputs: Inputs, push: bool, no_join: bool, registry: str | None, 
     Tags (local): gobuild/go:<go version>-<variant>-<arch>, e.g. gobuild/go:1.22.10-slim-arm64
     Tags (--push): HOST/NS/go:<version>-<variant>-<arch>, joined into HOST/NS/go:<version>-<variant>
                    and HOST/NS/go:<minor>-<variant>; platforms already in the registry under
-                   that tag are kept, so amd64 and arm64 may be pushed by separate runs
+                   that tag are kept, so amd64 and arm64 may be pushed by separate runs one
+                   after the other (in parallel: --no-join, then gobuild join)
 
     \b
     Examples:

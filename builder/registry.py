@@ -12,7 +12,7 @@ import docker
 import docker.errors
 
 from .build import Built, image_tag, joined_tags, multiarch_tags
-from .errors import ConfigError, RegistryError
+from .errors import ConfigError, EngineError, RegistryError
 from .lock import Lock
 from .matrix import Cell
 
@@ -87,10 +87,18 @@ def inspect_argv(ref: str) -> list[str]:
     return ["docker", "buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", ref]
 
 
+def _imagetools(argv: list[str]) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise EngineError("the docker CLI is not installed: install docker and docker-buildx "
+                          "(make setup)") from None
+
+
 def describe(ref: str) -> dict | None:
     """The registry's descriptor of ref (digest, mediaType, and manifests for an index), or
     None when the registry has no such tag."""
-    proc = subprocess.run(inspect_argv(ref), capture_output=True, text=True, check=False)
+    proc = _imagetools(inspect_argv(ref))
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         if "not found" in last.lower():
@@ -131,30 +139,52 @@ def index_manifests(descriptor: dict | None) -> dict[str, str]:
     return out
 
 
+def _read_index(ref: str) -> dict[str, str]:
+    descriptor = describe(ref)
+    try:
+        return index_manifests(descriptor)
+    except RegistryError as exc:
+        raise RegistryError(f"{ref} {exc.message}") from None
+
+
+def moves_minor(minor_now: dict[str, str], manifests: dict[str, str]) -> bool:
+    """Whether the minor tag (1.22-slim) may point at the new set: only when that set lists
+    every platform the minor tag lists now, so that no platform's users lose it (after a patch
+    release pushed one platform at a time, the minor tag waits for the last one)."""
+    return set(minor_now) <= set(manifests)
+
+
 def join(repo: str, version: str, variant: str, new: dict[str, str]) -> Joined:
     """Point the multi-arch tags of version+variant at the new per-arch digests (platform ->
     digest) plus the other platforms the version's tag already lists in the registry.
 
-    Both tags (1.22.10-slim and 1.22-slim) get the same set, read from the exact version's
-    tag, so that the minor tag never mixes two releases. Every source is a digest in the same
+    A kept platform takes the digest its own per-arch tag names now (a re-push of that tag
+    wins over what the index listed). The minor tag (1.22-slim) moves with it only when
+    nothing it lists now would be lost (moves_minor). Every source is a digest in the same
     repository: imagetools refuses one that is missing, so a tag never names a manifest that
-    is not there."""
-    targets = joined_tags(version, variant, repo)
-    try:
-        existing = index_manifests(describe(targets[0]))
-    except RegistryError as exc:
-        raise RegistryError(f"{targets[0]} {exc.message}") from None
+    is not there. Runs joining the same tag must not run at once (each reads, then writes the
+    index): parallel runners push with --no-join and one later job runs 'gobuild join'."""
+    exact, minor = joined_tags(version, variant, repo)
+    existing = _read_index(exact)
     kept = tuple(sorted(p for p in existing if p not in new))
-    manifests = dict(sorted({**{p: existing[p] for p in kept}, **new}.items()))
+    current = {}
+    for platform in kept:
+        per_arch = describe(f"{exact}-{platform.split('/', 1)[1].replace('/', '')}")
+        current[platform] = per_arch["digest"] if per_arch else existing[platform]
+    manifests = dict(sorted({**current, **new}.items()))
+    minor_now = _read_index(minor)
+    targets = [exact, minor] if moves_minor(minor_now, manifests) else [exact]
     sources = [f"{repo}@{digest}" for digest in manifests.values()]
-    print(f"gobuild: joining {', '.join(manifests)} into {targets[0]}"
+    print(f"gobuild: joining {', '.join(manifests)} into {exact}"
           f"{' (kept from the registry: ' + ', '.join(kept) + ')' if kept else ''}", file=sys.stderr)
-    proc = subprocess.run(imagetools_argv(targets, sources), capture_output=True,
-                          text=True, check=False)
+    if minor not in targets:
+        print(f"gobuild: {minor} stays on its {', '.join(sorted(minor_now))} images until "
+              f"{exact} lists every one of those platforms", file=sys.stderr)
+    proc = _imagetools(imagetools_argv(targets, sources))
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise RegistryError(
-            f"joining {targets[0]} failed: {last}: is docker buildx installed and the registry "
+            f"joining {exact} failed: {last}: is docker buildx installed and the registry "
             "reachable?"
         )
     return Joined(tags=tuple(targets), manifests=manifests, kept=kept)

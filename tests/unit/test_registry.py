@@ -2,6 +2,8 @@
 rule for multi-arch tag names; and which local base stands in for which upstream image."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from builder import base, build, registry
@@ -35,8 +37,9 @@ def test_a_tag_holding_one_image_is_refused_rather_than_replaced():
         registry.index_manifests(single)
 
 
-def test_join_keeps_the_registry_s_other_platforms_and_names_them_by_digest(monkeypatch):
-    """Only the subprocess is replaced: the argument lists are what is checked."""
+def fake_registry(monkeypatch, tags: dict[str, dict]) -> list[list[str]]:
+    """Only the subprocess is replaced (imagetools against a registry holding `tags`): the
+    argument lists are what is checked."""
     calls = []
 
     class Proc:
@@ -44,21 +47,44 @@ def test_join_keeps_the_registry_s_other_platforms_and_names_them_by_digest(monk
 
     def fake_run(argv, **kw):
         calls.append(argv)
+        proc = Proc()
         if argv[3] == "inspect":
-            proc = Proc()
-            proc.stdout = __import__("json").dumps(INDEX)
-            return proc
-        return Proc()
+            if argv[-1] in tags:
+                proc.stdout = json.dumps(tags[argv[-1]])
+            else:
+                proc.returncode, proc.stderr = 1, f"ERROR: {argv[-1]}: not found"
+        return proc
 
     monkeypatch.setattr(registry.subprocess, "run", fake_run)
+    return calls
+
+
+def test_join_keeps_the_registry_s_other_platforms_and_names_them_by_digest(monkeypatch):
+    repushed = "sha256:" + "9" * 64  # amd64's per-arch tag, pushed again since the index
+    calls = fake_registry(monkeypatch, {
+        "r:5000/ns/go:1.22.10-slim": INDEX, "r:5000/ns/go:1.22-slim": INDEX,
+        "r:5000/ns/go:1.22.10-slim-amd64": {"digest": repushed}})
     new = "sha256:" + "e" * 64
     joined = registry.join("r:5000/ns/go", "1.22.10", "slim", {"linux/arm64": new})
-    assert calls[0] == registry.inspect_argv("r:5000/ns/go:1.22.10-slim")
-    assert calls[1] == registry.imagetools_argv(
+    assert calls[-1] == registry.imagetools_argv(
         ["r:5000/ns/go:1.22.10-slim", "r:5000/ns/go:1.22-slim"],
-        ["r:5000/ns/go@sha256:" + "a" * 64, f"r:5000/ns/go@{new}"])
+        [f"r:5000/ns/go@{repushed}", f"r:5000/ns/go@{new}"])
     assert joined.kept == ("linux/amd64",)
-    assert joined.manifests == {"linux/amd64": "sha256:" + "a" * 64, "linux/arm64": new}
+    assert joined.manifests == {"linux/amd64": repushed, "linux/arm64": new}
+
+
+def test_a_new_patch_pushed_for_one_platform_leaves_the_minor_tag_alone(monkeypatch):
+    """1.22.11 pushed for amd64 only: 1.22-slim (amd64 and arm64 of 1.22.10) must not lose
+    arm64; it moves once 1.22.11 lists both."""
+    calls = fake_registry(monkeypatch, {"r:5000/ns/go:1.22-slim": INDEX})
+    new = "sha256:" + "e" * 64
+    joined = registry.join("r:5000/ns/go", "1.22.11", "slim", {"linux/amd64": new})
+    assert joined.tags == ("r:5000/ns/go:1.22.11-slim",)
+    assert calls[-1] == registry.imagetools_argv(["r:5000/ns/go:1.22.11-slim"],
+                                                 [f"r:5000/ns/go@{new}"])
+    both = {"linux/amd64": new, "linux/arm64": "sha256:" + "d" * 64}
+    joined = registry.join("r:5000/ns/go", "1.22.11", "slim", both)
+    assert joined.tags == ("r:5000/ns/go:1.22.11-slim", "r:5000/ns/go:1.22-slim")
 
 
 def test_multiarch_tag_names_live_in_one_place():
