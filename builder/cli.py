@@ -97,7 +97,8 @@ def lock_cmd(inputs: Inputs, source: str, mirror: str | None, pypi_index: str, a
       gobuild lock --source pypi --go 1.22
       gobuild lock --source mirror --mirror https://mirror.example/golang/
     """
-    result = pipeline.relock(inputs.matrix(), inputs.cells(), inputs.lock_path, source=source,
+    lock_path = inputs.writable(inputs.lock_path, "--lock FILE (and --matrix FILE)")
+    result = pipeline.relock(inputs.matrix(), inputs.cells(), lock_path, source=source,
                              mirror=mirror, pypi_index=pypi_index)
     data = {v: {"version": r.version, "source": r.source} for v, r in result.resolved.items()}
     lines = [f"{v:<8} -> go{r.version} ({r.source})" for v, r in result.resolved.items()]
@@ -121,8 +122,9 @@ def render_cmd(inputs: Inputs, out: Path | None, check: bool) -> None:
     """
     from .render import render_into
 
+    out = out or inputs.matrix_path.parent
     result = render_into(inputs.cells(), inputs.lock(), inputs.templates,
-                         out or inputs.matrix_path.parent, check_only=check,
+                         out if check else inputs.writable(out, "--out DIR"), check_only=check,
                          whole_matrix=inputs.selection == Selection())
     if check:
         if result.diff:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from .errors import ConfigError
 from .matrix import Selection
 
 PACKAGE = Path(__file__).resolve().parent
@@ -74,17 +75,20 @@ class Defaults:
 
 
 def defaults(cwd: Path | None = None) -> Defaults:
-    """Apply the rule from cwd (the current directory when None)."""
-    cwd = Path(cwd or os.getcwd())
+    """Apply the rule from cwd (the current directory when None; paths are then shown relative
+    to it where they can be, else absolute)."""
+    here = Path(os.getcwd())
+    cwd = Path(cwd or here)
     project = find_project(cwd)
     if project is None:
         return Defaults(project=None, matrix=PACKAGED_MATRIX,
                         lock=PACKAGED_MATRIX.parent / "lock.json", templates=PACKAGED_TEMPLATES)
-    shown = _shown(project, cwd.resolve())
+    shown = _shown(project, here.resolve())
     templates = shown / TEMPLATES_IN_PROJECT
+    has_template = (project / TEMPLATES_IN_PROJECT / "Dockerfile.j2").is_file()
     return Defaults(
         project=project, matrix=shown / MATRIX_IN_PROJECT, lock=shown / LOCK_IN_PROJECT,
-        templates=templates if (project / TEMPLATES_IN_PROJECT).is_dir() else PACKAGED_TEMPLATES,
+        templates=templates if has_template else PACKAGED_TEMPLATES,
     )
 
 
@@ -109,6 +113,14 @@ class Inputs:
             default_lock = matrix_path.parent / "lock.json"
         return cls(matrix_path=matrix_path, lock_path=lock_path or default_lock,
                    templates=templates or found.templates, selection=selection or Selection())
+
+    def writable(self, path: Path, option: str) -> Path:
+        """path, unless it lies in the installed package (no project folder was found and no
+        option named another place): gobuild never writes into its own installation."""
+        if path.absolute().is_relative_to(PACKAGE):
+            raise ConfigError(f"no project folder here (no images/matrix.yaml above {os.getcwd()}): "
+                              f"run in a gobuild project, or pass {option}")
+        return path
 
     def matrix(self):
         from .matrix import load_matrix

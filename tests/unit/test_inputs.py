@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from builder import inputs
+from builder.errors import ConfigError
 from builder.inputs import Inputs, defaults, find_project
 
 
@@ -30,17 +33,31 @@ def test_the_project_is_found_by_walking_up_and_gives_all_three(tmp_path):
     assert "project folder" in found.source
 
 
-def test_paths_inside_the_current_directory_stay_relative(tmp_path):
+def test_paths_inside_the_current_directory_stay_relative(tmp_path, monkeypatch):
     project = make_project(tmp_path)
-    found = defaults(project)
+    monkeypatch.chdir(project)
+    found = defaults()
     assert found.matrix == Path("images/matrix.yaml") and found.templates == Path("templates")
+
+
+def test_paths_found_from_another_folder_are_absolute(tmp_path):
+    project = make_project(tmp_path)  # the process's directory is elsewhere
+    found = defaults(project)
+    assert found.matrix == project.resolve() / "images" / "matrix.yaml"
+    assert found.matrix.is_file() and (found.templates / "Dockerfile.j2").is_file()
+
+
+def test_a_templates_folder_without_the_template_falls_back_to_the_packaged_one(tmp_path):
+    project = make_project(tmp_path, templates=False)
+    (project / "templates").mkdir()  # someone else's templates/
+    assert defaults(project).templates == inputs.PACKAGED_TEMPLATES
 
 
 def test_a_project_without_templates_uses_the_packaged_template_and_says_so(tmp_path):
     project = make_project(tmp_path, templates=False)
     found = defaults(project)
     assert found.project == project.resolve()
-    assert found.matrix == Path("images/matrix.yaml")
+    assert found.matrix == project.resolve() / "images" / "matrix.yaml"
     assert found.templates == inputs.PACKAGED_TEMPLATES
     assert "packaged template" in found.source
 
@@ -60,7 +77,15 @@ def test_explicit_options_win_each_on_its_own(tmp_path):
     other = tmp_path / "other" / "m.yaml"
     got = Inputs.resolve(matrix_path=other, cwd=project)
     assert got.matrix_path == other and got.lock_path == other.parent / "lock.json"
-    assert got.templates == Path("templates")  # still the project's
+    assert got.templates == project.resolve() / "templates"  # still the project's
     got = Inputs.resolve(templates=tmp_path / "t", lock_path=tmp_path / "l.json", cwd=project)
-    assert got.matrix_path == Path("images/matrix.yaml")
+    assert got.matrix_path == project.resolve() / "images" / "matrix.yaml"
     assert (got.templates, got.lock_path) == (tmp_path / "t", tmp_path / "l.json")
+
+
+def test_nothing_is_written_into_the_installed_package(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no project above
+    got = Inputs.resolve()
+    with pytest.raises(ConfigError, match="no project folder here.*--out DIR"):
+        got.writable(got.matrix_path.parent, "--out DIR")
+    assert got.writable(tmp_path / "out", "--out DIR") == tmp_path / "out"
