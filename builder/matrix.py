@@ -94,6 +94,10 @@ class Cell:
     def id(self) -> str:
         return f"go{self.go}-{self.variant.name}-{self.platform.replace('/', '-')}"
 
+    def as_json(self) -> dict:
+        return {"id": self.id, "go": self.go, "platform": self.platform,
+                "variant": self.variant.name, "kind": self.variant.kind, "cgo": self.variant.cgo}
+
 
 @dataclass(frozen=True, kw_only=True)
 class Matrix:

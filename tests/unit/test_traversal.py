@@ -134,6 +134,8 @@ def test_no_member_lands_outside_the_tree(fmt, cache, tmp_path, outside):
     assert escapes([tmp_path, outside], tree) == []
     assert not (cache.root / "escape-next-to-cache").exists()
     assert not (tmp_path / "escape-top").exists()
+    far = outside.relative_to("/")
+    assert not (Path("/go") / far / "escape-absolute-go").exists()  # where "/go/..." would land
     assert [p for p in tree.rglob("*") if p.is_symlink()] == []  # no link is ever made
     assert stat.S_ISREG((tree / "victim-link").lstat().st_mode)  # a plain file of its own
     # only the tree, beside the blob and the lock: nothing else appeared in the cache
