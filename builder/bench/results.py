@@ -1,18 +1,14 @@
 """Typed bench results: targets, configurations, samples, records and the whole run.
 
 Frozen dataclasses all the way down; `to_json()` gives the `gobuild.bench/v1` document that
-results.json holds (every raw sample, failed runs beside measured ones), and `load()` reads
-one back, refusing other schemas.
+results.json holds (every raw sample, failed runs beside measured ones).
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ConfigError
 from . import benchfmt
 from .stats import Summary, summarize
 
@@ -212,17 +208,3 @@ class Results:
             out["error"] = self.error
         return out
 
-
-def load(path: Path) -> dict:
-    """A results.json (or the folder holding one), checked to be this schema."""
-    file = path / "results.json" if path.is_dir() else path
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{file}: not a readable results.json ({exc}): point at a bench "
-                          "output folder") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise ConfigError(f"{file}: schema {found!r}, this gobuild reads {SCHEMA}: use the "
-                          "gobuild that wrote it")
-    return data
