@@ -89,10 +89,11 @@ def verify_images(client: docker.DockerClient, images: list[build.Built], cgo: l
     """Smoke-test each image; its containers are removed however this ends, SIGTERM included."""
     run_id = engine.new_run_id()
     log(f"smoke tests: run {run_id}")
+    engine_arch = engine.arch(client)  # asked once, not per image
     with engine.cleanup_on_exit(client, run_id):
         for image, image_cgo in zip(images, cgo, strict=True):
             log(f"smoke test of {image.tag}")
-            smoke.smoke(client, image, image_cgo, run_id)
+            smoke.smoke(client, image, image_cgo, run_id, engine_arch)
 
 
 def join(cells: tuple[Cell, ...], lock: Lock, registry_name: str) -> list[registry.Joined]:
