@@ -16,7 +16,7 @@ from .errors import BenchError, ConfigError
 from .inputs import Inputs, inputs_options, json_option
 
 
-@click.command("bench")
+@click.group("bench", invoke_without_command=True)
 @inputs_options
 @click.option("--image", "images", multiple=True, metavar="TAG",
               help="Image(s) to bench instead of matrix cells; repeatable.")
@@ -48,7 +48,8 @@ from .inputs import Inputs, inputs_options, json_option
               help="With --cleanup: also remove what is older than AGE (90m, 12h, 2d), whoever "
                    "owns it (runs on other hosts, which this machine cannot see).")
 @json_option
-def bench_cmd(inputs: Inputs, images, cpus, memory, cpuset, suites, runs, warmup, gomaxprocs,
+@click.pass_context
+def bench_cmd(ctx: click.Context, inputs: Inputs, images, cpus, memory, cpuset, suites, runs, warmup, gomaxprocs,
               workload, modules, packages, compile_target, bench_package, output, seed, cleanup,
               older_than, as_json) -> None:
     """Measure the Go toolchain in containers under cgroup CPU and memory limits.
@@ -70,6 +71,8 @@ def bench_cmd(inputs: Inputs, images, cpus, memory, cpuset, suites, runs, warmup
       gobuild bench --cleanup                  # what crashed gobuild runs left behind
       gobuild bench --cleanup --older-than 1d  # also what other hosts' runs left
     """
+    if ctx.invoked_subcommand:  # `gobuild bench compare ...`: the subcommand does the work
+        return
     cpus_value, memory_value = parse_cpus(cpus), parse_memory(memory)  # before the engine
     procs = parse_gomaxprocs(gomaxprocs) if gomaxprocs else (max(1, math.ceil(cpus_value)),)
     age = parse_duration(older_than) if older_than else None
