@@ -20,6 +20,31 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 engine_answers() { docker info >/dev/null 2>&1; }
+# The engine users have today is 24-28; Debian offers 26.1 (trixie's docker.io, installable on
+# bookworm with a low pin). Setup installs it, and upgrades an older docker.io only when setup
+# itself installed it (its marker, or its trixie source plus its dockerd log from earlier runs):
+# an engine someone else installed is never touched.
+ENGINE_MIN=26
+ENGINE_MARK=/var/lib/gobuild/setup-installed-docker.io
+docker_io_version() { dpkg-query -W -f='${Version}' docker.io 2>/dev/null || true; }
+engine_ours() {
+  [ -e "$ENGINE_MARK" ] && return 0
+  [ -e /etc/apt/sources.list.d/gobuild-trixie.sources ] && [ -e "$DOCKERD_LOG" ] && [ -n "$(docker_io_version)" ]
+}
+engine_outdated() {
+  local v; v=$(docker_io_version)
+  [ -n "$v" ] && engine_ours && dpkg --compare-versions "$v" lt "$ENGINE_MIN"
+}
+# A dockerd that setup started has its pid in /var/run/docker.pid and logs to $DOCKERD_LOG.
+stop_our_dockerd() {
+  local pid; pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+  [ -n "$pid" ] && [ -e "$DOCKERD_LOG" ] || return 0
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ] || return 0  # a stale pid file
+  say "stopping the dockerd that setup started (pid $pid) to upgrade it"
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.5; done
+  die "dockerd (pid $pid) did not stop within 30 s: stop it, then run setup again"
+}
 buildx_works() { docker buildx version >/dev/null 2>&1; }
 arm64_registered() { [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; }
 
@@ -36,6 +61,8 @@ apt_install() {
 
 need_system_tools() {
   command -v docker >/dev/null 2>&1 || return 0
+  engine_outdated && return 0
+  command -v chromium >/dev/null 2>&1 || return 0
   for f in docker-registry mmdebstrap arch-test qemu-aarch64-static; do
     command -v "$f" >/dev/null 2>&1 || return 0
   done
@@ -44,40 +71,52 @@ need_system_tools() {
   return 1
 }
 
-system_setup() {
-  [ "$(id -u)" = 0 ] || die "not root: run as root (sudo $0), or start a Docker engine with buildx and qemu yourself and run again"
-  command -v apt-get >/dev/null 2>&1 || die "no apt-get: this script sets up Debian/Ubuntu only; install docker, docker-buildx, qemu-user-static and docker-registry by hand, then run again"
-
-  # The engine: bookworm's docker.io (engine 20.10, API 1.41).
-  if ! command -v dockerd >/dev/null 2>&1; then
-    apt_install docker.io
-  fi
-  if ! command -v docker >/dev/null 2>&1; then
-    apt_install docker-cli || true
-  fi
-
-  # buildx: bookworm has none; trixie's package only needs libc6 >= 2.34. A low pin keeps
-  # everything else on the machine's own release.
-  if ! buildx_works; then
-    if ! apt-cache policy docker-buildx 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-      . /etc/os-release
-      if [ "${VERSION_CODENAME:-}" = bookworm ] && [ ! -e /etc/apt/sources.list.d/gobuild-trixie.sources ]; then
-        say "adding a trixie source pinned at priority 100 (for docker-buildx only)"
-        cat >/etc/apt/sources.list.d/gobuild-trixie.sources <<'SRC'
+# Bookworm lacks docker-buildx and has engine 20.10: a trixie source pinned at priority 100 lets
+# setup take docker.io, docker-cli and docker-buildx from trixie and nothing else.
+add_trixie_source() {
+  . /etc/os-release
+  [ "${VERSION_CODENAME:-}" = bookworm ] || return 0
+  [ -e /etc/apt/sources.list.d/gobuild-trixie.sources ] && return 0
+  say "adding a trixie source pinned at priority 100 (for docker.io and docker-buildx only)"
+  cat >/etc/apt/sources.list.d/gobuild-trixie.sources <<'SRC'
 Types: deb
 URIs: http://deb.debian.org/debian
 Suites: trixie
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
-        cat >/etc/apt/preferences.d/gobuild-trixie <<'PIN'
+  cat >/etc/apt/preferences.d/gobuild-trixie <<'PIN'
 Package: *
 Pin: release n=trixie
 Pin-Priority: 100
 PIN
-        apt_updated=0
-      fi
+  apt_updated=0
+}
+
+system_setup() {
+  [ "$(id -u)" = 0 ] || die "not root: run as root (sudo $0), or start a Docker engine with buildx and qemu yourself and run again"
+  command -v apt-get >/dev/null 2>&1 || die "no apt-get: this script sets up Debian/Ubuntu only; install docker, docker-buildx, qemu-user-static and docker-registry by hand, then run again"
+
+  add_trixie_source
+  # The engine: docker.io 26.1 (trixie's, low-pinned, on bookworm; the release's own elsewhere).
+  if ! command -v dockerd >/dev/null 2>&1 || engine_outdated; then
+    if engine_outdated; then
+      say "upgrading docker.io $(docker_io_version), which setup installed earlier, to engine $ENGINE_MIN+"
+      stop_our_dockerd
     fi
+    if [ -e /etc/apt/sources.list.d/gobuild-trixie.sources ]; then
+      apt_install docker.io/trixie docker-cli/trixie
+    else
+      apt_install docker.io
+    fi
+    mkdir -p "$(dirname "$ENGINE_MARK")" && touch "$ENGINE_MARK"
+  fi
+  if ! command -v docker >/dev/null 2>&1; then
+    apt_install docker-cli || true
+  fi
+
+  # buildx: bookworm has none; trixie's package only needs libc6 >= 2.34.
+  if ! buildx_works; then
     if [ -e /etc/apt/sources.list.d/gobuild-trixie.sources ]; then
       apt_install docker-buildx/trixie
     else
@@ -96,6 +135,9 @@ PIN
       fi
     done
   fi
+
+  # Headless Chromium: the report tests look at rendered reports the way a person would.
+  command -v chromium >/dev/null 2>&1 || apt_install chromium
 
   # The local registry (tests run it with their own config) and the base-image builder.
   command -v docker-registry >/dev/null 2>&1 || apt_install docker-registry
@@ -118,12 +160,13 @@ PIN
 
 if engine_answers && ! need_system_tools; then
   say "engine, buildx and qemu already present"
-elif engine_answers && [ "${GOBUILD_SETUP_SYSTEM:-}" != 1 ]; then
+elif engine_answers && ! engine_outdated && [ "${GOBUILD_SETUP_SYSTEM:-}" != 1 ]; then
   say "a Docker engine already answers: leaving the system alone"
   buildx_works || say "missing: docker buildx (fix: install docker-buildx, or GOBUILD_SETUP_SYSTEM=1 $0)"
   arm64_registered || say "missing: qemu for linux/arm64 (fix: apt-get install qemu-user-static binfmt-support, or GOBUILD_SETUP_SYSTEM=1 $0)"
   command -v docker-registry >/dev/null 2>&1 || say "missing: docker-registry, needed by the integration tests (fix: apt-get install docker-registry)"
   command -v mmdebstrap >/dev/null 2>&1 || say "missing: mmdebstrap, needed by 'gobuild base' (fix: apt-get install mmdebstrap)"
+  command -v chromium >/dev/null 2>&1 || say "missing: chromium, needed by the report tests (fix: apt-get install chromium)"
 else
   system_setup
 fi
