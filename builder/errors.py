@@ -64,6 +64,12 @@ class BenchError(GobuildError):
     exit_code = 8
 
 
+class RegressionFound(GobuildError):
+    """bench compare --fail-on-regression: a metric got significantly worse by more than allowed."""
+
+    exit_code = 9
+
+
 class UnexpectedError(GobuildError):
     """A bug or an unforeseen failure (not one of the above); --debug shows the traceback.
 

@@ -1,17 +1,17 @@
 """Bench outputs: results.json (versioned, every raw sample), bench.txt in the Go benchmark
-format for benchstat, report.md, and the summary table printed on stdout."""
+format for benchstat, report.md with its plots, and the summary table printed on stdout."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 from ..fsutil import atomic_write_bytes, atomic_write_text
+from . import loaded, report
 from .options import format_memory
+from .report import EMULATION_NOTE, HEADER, MEMINFO_NOTE, summary_rows
 from .results import METRICS, Results
 
-EMULATION_NOTE = ("emulated: this image's architecture differs from the engine's; its times were "
-                  "taken under qemu and say nothing about that hardware")
-MEMINFO_NOTE = "/proc/meminfo inside a container shows the host's memory, not the container's"
+__all__ = ["EMULATION_NOTE", "MEMINFO_NOTE", "METRICS", "bench_txt", "summary_text", "write_all"]
 
 
 def bench_txt(results: Results) -> str:
@@ -48,79 +48,6 @@ def bench_txt(results: Results) -> str:
     return "\n".join(lines)
 
 
-def _fmt(metric: str, v: float | None) -> str:
-    if v is None:
-        return "-"
-    if metric.endswith("bytes") or metric in ("heap_alloc", "heap_sys", "sys") or metric.startswith("cgroup_"):
-        return f"{v / 2**20:.1f} MiB"
-    if metric.endswith("_ns"):
-        if v >= 1e9:
-            return f"{v / 1e9:.2f} s"
-        return f"{v / 1e6:.1f} ms" if v >= 1e6 else f"{v / 1e3:.1f} µs"
-    return f"{v:g}"
-
-
-def summary_rows(results: dict) -> list[list[str]]:
-    rows = []
-    for suite, recs in results["suites"].items():
-        for r in recs:
-            for metric, s in r["summary"].items():
-                if metric not in ("wall_ns", "peak_rss_bytes", "cgroup_peak_bytes", "p50_ns", "p99_ns",
-                                  "sys", "cgroup_usage"):
-                    continue
-                procs = f"-{r['gomaxprocs']}" if r["gomaxprocs"] else ""
-                ci = f"[{_fmt(metric, s['ci_low'])}, {_fmt(metric, s['ci_high'])}]" if s and s["ci_low"] is not None else "-"
-                rows.append([
-                    suite, f"{r['name']}{procs}", r["image"] + (" (emulated)" if r["emulated"] else ""),
-                    metric, _fmt(metric, s["median"] if s else None), ci,
-                    _fmt(metric, s["p95"] if s else None), str(s["n"] if s else 0),
-                    str(len(r["failed"])) + (" OOM" if any(f.get("oom") for f in r["failed"]) else ""),
-                ])
-            for bench, units in (r.get("benchmarks") or {}).items():
-                s = units.get("ns/op")
-                if s:
-                    ci = f"[{_fmt('x_ns', s['ci_low'])}, {_fmt('x_ns', s['ci_high'])}]" if s["ci_low"] is not None else "-"
-                    rows.append([suite, bench, r["image"] + (" (emulated)" if r["emulated"] else ""),
-                                 "ns/op", _fmt("x_ns", s["median"]), ci, _fmt("x_ns", s["p95"]),
-                                 str(s["n"]), "-"])
-    return rows
-
-
-HEADER = ["suite", "benchmark", "image", "metric", "median", "95% CI", "p95", "n", "failed"]
-
-
-def report_md(results: dict) -> str:
-    host, lim = results["host"], results["limits"]
-    out = [
-        f"# gobuild bench {results['run_id']}", "",
-        f"- started {results['started']}, finished {results['finished']}"
-        + ("" if results.get("status", "complete") == "complete" else
-           f" (**{results['status']}** after {results.get('rounds_done')} measured round(s): "
-           f"{results.get('error') or 'partial results'})"),
-        (f"- engine {host['engine_version']} ({host['engine_arch']}), kernel {host.get('kernel')}, "
-         f"cgroup v{host.get('cgroup_version')}, CPU {host.get('cpu_model')}, governor "
-         f"{host.get('governor') or 'unknown'}, load at start {host.get('loadavg_start')}"),
-        (f"- requested {lim['requested']['cpus']:g} CPUs, {format_memory(lim['requested']['memory'])}"
-         f"{', CPUs ' + lim['requested']['cpuset'] if lim['requested'].get('cpuset') else ''}, no swap; "
-         f"in force {lim['effective']['cpus']:g} CPUs, {lim['effective']['memory']} bytes, "
-         f"swap {lim['effective'].get('swap')}, CPUs {lim['effective'].get('cpuset')}"),
-        (f"- {results['options']['runs']} measured runs after {results['options']['warmup']} warm-up, "
-         "configurations interleaved and shuffled each round"), "",
-    ]
-    for w in results["warnings"]:
-        out.append(f"> **warning:** {w}")
-    if results["warnings"]:
-        out.append("")
-    out += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    out += ["| " + " | ".join(r) + " |" for r in summary_rows(results)]
-    out.append("")
-    if any(t["emulated"] for t in results["targets"]):
-        out += [f"**{EMULATION_NOTE}.**", ""]
-    if "memstats" in results["suites"]:
-        out += [f"Note: {MEMINFO_NOTE}.", ""]
-    return "\n".join(out)
-
-
 def summary_text(results: dict) -> str:
     rows = [HEADER] + summary_rows(results)
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
@@ -131,11 +58,13 @@ def summary_text(results: dict) -> str:
 
 def write_all(out: Path, results: Results, profiles: dict[str, bytes]) -> None:
     """Each file is written atomically (an interrupted run leaves the old file or the new
-    one), results.json last, so that it never names a profile that is not there yet."""
+    one): profiles first, so that results.json never names a profile that is not there yet,
+    then bench.txt and results.json, then report.md and its plots, which only read them."""
     data = results.to_json()
     out.mkdir(parents=True, exist_ok=True)
     for rel, blob in sorted(profiles.items()):
         atomic_write_bytes(out / "profiles" / rel, blob)
     atomic_write_text(out / "bench.txt", bench_txt(results))
-    atomic_write_text(out / "report.md", report_md(data))
-    atomic_write_text(out / "results.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    atomic_write_text(out / "results.json", text)
+    report.write_report(loaded.from_json(json.loads(text), out / "results.json"), out)

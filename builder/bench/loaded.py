@@ -1,0 +1,163 @@
+"""results.json read back: a results folder (or the file itself) as frozen values for reports
+and comparisons.
+
+Generic over the metrics a file holds: a record's metrics are the keys of its `summary`, so
+suites and metrics added later (the schema only grows) are read without a change here. What
+each metric is measured in comes from its name (`_ns`, `_bytes`) or from results.METRICS.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from ..errors import ConfigError
+from .results import METRICS, SCHEMA
+
+Unit = Literal["ns", "bytes", "count"]
+_SCHEMA = re.compile(r"^gobuild\.bench/v(\d+)$")
+SCHEMA_VERSION = int(_SCHEMA.match(SCHEMA).group(1))  # type: ignore[union-attr]
+# memstats figures are bytes without saying so in their names
+_BYTES = {"heap_alloc", "heap_sys", "heap_inuse", "sys"}
+# metrics where more is better; every metric gobuild measures today is better lower
+HIGHER_IS_BETTER: frozenset[str] = frozenset()
+
+
+def unit_of(metric: str) -> Unit:
+    if metric.endswith("_ns"):
+        return "ns"
+    if metric.endswith("_bytes") or metric in _BYTES or metric.startswith("cgroup_"):
+        return "bytes"
+    return "count"
+
+
+def go_unit(suite: str, metric: str) -> str:
+    """The Go benchmark unit bench.txt gives this metric (what benchstat shows)."""
+    return dict(METRICS.get(suite, ())).get(metric, metric.replace("_", "-"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    image: str
+    platform: str
+    go_version: str
+    emulated: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """One configuration of a run: its measured values per metric, in run order."""
+
+    suite: str
+    name: str
+    image: str
+    gomaxprocs: int | None
+    emulated: bool
+    values: Mapping[str, tuple[float, ...]]
+    failed: int
+    oom: int
+
+    @property
+    def label(self) -> str:
+        """The Go benchmark name without 'Benchmark' (GoBuildA/pkg=workload-2)."""
+        return f"{self.name}-{self.gomaxprocs}" if self.gomaxprocs else self.name
+
+
+@dataclass(frozen=True, kw_only=True)
+class Run:
+    """One results.json: the run's facts and every record."""
+
+    path: Path  # the results folder
+    run_id: str
+    started: str
+    finished: str | None
+    status: str
+    rounds_done: int | None
+    options: Mapping[str, Any]
+    limits: Mapping[str, Any]
+    host: Mapping[str, Any]
+    targets: tuple[Target, ...]
+    records: tuple[Record, ...]
+    warnings: tuple[str, ...]
+    raw: Mapping[str, Any]  # the whole document, for figures read by name (memstats divergence)
+
+    def target(self, image: str) -> Target:
+        return next(t for t in self.targets if t.image == image)
+
+    @property
+    def host_label(self) -> str | None:
+        """A name for the host that ran this, once results carry one (fleets)."""
+        label = self.host.get("label") or self.host.get("name")
+        return str(label) if label else None
+
+
+def results_file(path: Path) -> Path:
+    return path / "results.json" if path.is_dir() else path
+
+
+def load(path: Path) -> Run:
+    """A results folder or results.json as a Run; any problem is one ConfigError line."""
+    file = results_file(Path(path))
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such file: give a results folder written by gobuild bench "
+                          "(it holds results.json) or a results.json") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot be read ({exc}): give a readable results.json") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        what = "truncated" if not text.rstrip().endswith("}") else "not JSON"
+        raise ConfigError(f"{file}: {what} ({exc.msg} at line {exc.lineno}): rerun the bench "
+                          "or give another results folder") from None
+    return from_json(data, file)
+
+
+def from_json(data: Any, file: Path) -> Run:
+    """The document results.json holds (Results.to_json()) as a Run."""
+    schema = data.get("schema") if isinstance(data, dict) else None
+    match = _SCHEMA.match(schema) if isinstance(schema, str) else None
+    if match is None:
+        raise ConfigError(f"{file}: not a gobuild bench result (schema {schema!r}, expected "
+                          f"{SCHEMA!r}): give a results.json written by gobuild bench")
+    if int(match.group(1)) > SCHEMA_VERSION:
+        raise ConfigError(f"{file}: written by a newer gobuild (schema {schema}, this one reads "
+                          f"{SCHEMA}): upgrade gobuild to read it")
+    try:
+        return _run(data, file)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{file}: malformed {SCHEMA} document ({type(exc).__name__}: {exc}): "
+                          "rerun the bench or give another results folder") from None
+
+
+def _record(rec: dict) -> Record:
+    declared = [m for m, _ in METRICS.get(rec["suite"], ())]  # the writer's order where known
+    metrics = sorted(rec.get("summary") or {}, key=lambda m: (m not in declared, declared.index(m)
+                                                             if m in declared else 0, m))
+    values = {m: tuple(float(v) for s in rec["samples"] if isinstance(v := s.get(m, -1), (int, float))
+                       and not isinstance(v, bool) and v >= 0)
+              for m in metrics}
+    return Record(
+        suite=rec["suite"], name=rec["name"], image=rec["image"], gomaxprocs=rec.get("gomaxprocs"),
+        emulated=bool(rec.get("emulated")), values=MappingProxyType(values),
+        failed=len(rec.get("failed") or ()), oom=sum(bool(f.get("oom")) for f in rec.get("failed") or ()),
+    )
+
+
+def _run(data: dict, file: Path) -> Run:
+    targets = tuple(Target(image=t["image"], platform=t["platform"], go_version=str(t["go_version"]),
+                           emulated=bool(t["emulated"])) for t in data["targets"])
+    records = tuple(_record(r) for recs in data["suites"].values() for r in recs)
+    return Run(
+        path=file.parent, run_id=data["run_id"], started=data["started"], finished=data.get("finished"),
+        status=data.get("status", "complete"), rounds_done=data.get("rounds_done"),
+        options=MappingProxyType(dict(data.get("options") or {})),
+        limits=MappingProxyType(dict(data.get("limits") or {})),
+        host=MappingProxyType(dict(data.get("host") or {})), targets=targets, records=records,
+        warnings=tuple(data.get("warnings") or ()), raw=MappingProxyType(data),
+    )

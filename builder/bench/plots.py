@@ -1,0 +1,317 @@
+"""The report's plots: PNGs drawn with matplotlib's Agg renderer (no display needed), sized to
+be read at the width GitHub shows an image (about 880 px), each with a title, axis labels with
+units and a legend. Only what a run holds is drawn: a function returns None when its suite is
+absent. matplotlib is imported inside the functions (it takes seconds): commands that draw
+nothing never pay for it.
+"""
+from __future__ import annotations
+
+import io
+import re
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..fsutil import atomic_write_bytes
+from .loaded import Record, Run
+from .stats import summarize
+
+WIDTH_IN, DPI = 8.8, 100  # 880 px wide: GitHub's Markdown column
+PLOTS_DIR = "plots"
+SCHED_QUANTILES = (("p50_ns", 0.50, "P50"), ("p95_ns", 0.95, "P95"), ("p99_ns", 0.99, "P99"),
+                   ("max_ns", 1.0, "max"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plot:
+    file: str  # relative to the report's folder (plots/compile.png)
+    title: str
+    caption: str
+
+
+def _figure(height_in: float, rows: int = 1, cols: int = 1):
+    from matplotlib.figure import Figure  # no pyplot: no global state, no display
+
+    fig = Figure(figsize=(WIDTH_IN, height_in), dpi=DPI, layout="constrained")
+    return fig, fig.subplots(rows, cols, squeeze=False)
+
+
+def _save(fig, folder: Path, name: str) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    rel = f"{PLOTS_DIR}/{name}"
+    atomic_write_bytes(folder / rel, buf.getvalue())
+    return rel
+
+
+def _image_label(run: Run, image: str) -> str:
+    t = run.target(image)
+    return f"{image} (emulated)" if t.emulated else image
+
+
+def _colors(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return [cmap(i % 10) for i in range(n)]
+
+
+def _short(name: str) -> str:
+    """GoTooling/cmd=go-list-deps -> go-list-deps; GoMemory/phase=go-env -> go-env."""
+    return name.split("=", 1)[1] if "=" in name else name
+
+
+def compile_plot(run: Run, folder: Path) -> Plot | None:
+    """Median wall time of go build -a against GOMAXPROCS, one line per image, the median's 95%
+    confidence interval shaded (where there are 6 runs or more), every run as a dot."""
+    recs = [r for r in run.records if r.suite == "compile" and r.values.get("wall_ns")]
+    if not recs:
+        return None
+    fig, axes = _figure(4.4)
+    ax = axes[0][0]
+    images = list(dict.fromkeys(r.image for r in recs))
+    any_ci = False
+    for image, color in zip(images, _colors(len(images))):
+        mine = sorted((r for r in recs if r.image == image), key=lambda r: r.gomaxprocs or 0)
+        xs, med, lo, hi = [], [], [], []
+        for r in mine:
+            s = summarize(list(r.values["wall_ns"]))
+            if s is None:
+                continue
+            x = r.gomaxprocs or 0
+            xs.append(x)
+            med.append(s.median / 1e9)
+            lo.append((s.ci_low if s.ci_low is not None else s.median) / 1e9)
+            hi.append((s.ci_high if s.ci_high is not None else s.median) / 1e9)
+            any_ci = any_ci or s.ci_low is not None
+            ax.scatter([x] * len(r.values["wall_ns"]), [v / 1e9 for v in r.values["wall_ns"]],
+                       s=12, color=color, alpha=0.45, linewidths=0)
+        emulated = run.target(image).emulated
+        ax.plot(xs, med, marker="o", color=color, linestyle="--" if emulated else "-",
+                markerfacecolor="white" if emulated else color, label=f"{_image_label(run, image)}: median")
+        ax.fill_between(xs, lo, hi, color=color, alpha=0.18,
+                        label="95% CI of the median" if image == images[0] and any_ci else None)
+    ax.scatter([], [], s=12, color="grey", alpha=0.45, label="each measured run")
+    procs = sorted({r.gomaxprocs or 0 for r in recs})
+    ax.set_xticks(procs)
+    ax.set_xlabel("GOMAXPROCS")
+    ax.set_ylabel("wall time (s)")
+    ax.set_ylim(bottom=0)
+    cpus = (run.limits.get("requested") or {}).get("cpus")
+    ax.set_title(f"Compile time against GOMAXPROCS (go build -a, {cpus:g} CPU limit)"
+                 if isinstance(cpus, (int, float)) else "Compile time against GOMAXPROCS (go build -a)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    rel = _save(fig, folder, "compile-gomaxprocs.png")
+    ci = ("shaded: the 95% confidence interval of the median" if any_ci else
+          "no confidence interval: fewer than 6 runs per point")
+    return Plot(file=rel, title="Compile time against GOMAXPROCS",
+                caption=f"Median wall time of `go build -a` per GOMAXPROCS value, one line per image; "
+                        f"dots: every measured run; {ci}.")
+
+
+def sched_plot(run: Run, folder: Path) -> Plot | None:
+    """Goroutine-creation latency as a CDF: the probe reports P50/P95/P99/max of its 20,000
+    goroutines per run, so each run's CDF is drawn through those points; the medians over the
+    runs of P50, P95 and P99 are marked."""
+    recs = [r for r in run.records if r.suite == "sched" and r.values.get("p50_ns")]
+    if not recs:
+        return None
+    fig, axes = _figure(4.6)
+    ax = axes[0][0]
+    colors = _colors(len(recs))
+    for rec, color in zip(recs, colors):
+        runs = min(len(rec.values.get(m, ())) for m, _, _ in SCHED_QUANTILES if rec.values.get(m)) \
+            if all(rec.values.get(m) for m, _, _ in SCHED_QUANTILES) else 0
+        quants = [(m, q) for m, q, _ in SCHED_QUANTILES if rec.values.get(m)]
+        for i in range(runs):
+            ax.plot([rec.values[m][i] / 1e3 for m, _ in quants], [q for _, q in quants],
+                    color=color, alpha=0.35, linewidth=1)
+        label = f"{_image_label(run, rec.image)}, GOMAXPROCS={rec.gomaxprocs}"
+        meds = [(statistics.median(rec.values[m]) / 1e3, q, name)
+                for m, q, name in SCHED_QUANTILES if rec.values.get(m) and name != "max"]
+        ax.plot([x for x, _, _ in meds], [q for _, q, _ in meds], linestyle="none", marker="D",
+                color=color, markerfacecolor="white" if rec.emulated else color,
+                label=f"{label}: median P50/P95/P99")
+        for x, q, name in meds:
+            ax.annotate(f"{name} {x:.3g} µs", (x, q), textcoords="offset points", xytext=(6, -10),
+                        fontsize=7, color=color)
+    ax.plot([], [], color="grey", alpha=0.5, label="each run (through its P50, P95, P99, max)")
+    ax.set_xscale("log")
+    ax.set_ylim(0.45, 1.02)
+    ax.set_xlabel("goroutine-creation latency (µs, log scale)")
+    ax.set_ylabel("fraction of goroutines created")
+    ax.set_title("Goroutine-creation latency: cumulative distribution")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="lower right")
+    rel = _save(fig, folder, "sched-latency.png")
+    return Plot(file=rel, title="Goroutine-creation latency",
+                caption="Cumulative distribution of the time from a `go` statement to the new "
+                        "goroutine's first instruction. The probe reports P50, P95, P99 and the "
+                        "maximum of its goroutines per run: thin lines join one run's points, "
+                        "diamonds mark the medians over the runs of P50, P95 and P99.")
+
+
+def tooling_plot(run: Run, folder: Path) -> Plot | None:
+    """Every run of each go command as a dot, per image, with the median as a bar."""
+    recs = [r for r in run.records if r.suite == "tooling" and r.values.get("wall_ns")]
+    if not recs:
+        return None
+    commands = list(dict.fromkeys(_short(r.name) for r in recs))
+    images = list(dict.fromkeys(r.image for r in recs))
+    fig, axes = _figure(4.4)
+    ax = axes[0][0]
+    width = 0.8 / len(images)
+    for j, (image, color) in enumerate(zip(images, _colors(len(images)))):
+        for i, cmd in enumerate(commands):
+            rec = next((r for r in recs if r.image == image and _short(r.name) == cmd), None)
+            if rec is None:
+                continue
+            x = i - 0.4 + width * (j + 0.5)
+            vals = [v / 1e6 for v in rec.values["wall_ns"]]
+            offsets = [((k % 5) - 2) * width * 0.12 for k in range(len(vals))]
+            ax.scatter([x + o for o in offsets], vals, s=16, color=color, alpha=0.7, linewidths=0,
+                       label=_image_label(run, image) + ": each run" if i == 0 else None)
+            med = statistics.median(vals)
+            p95 = summarize(vals).p95  # type: ignore[union-attr]
+            ax.hlines(med, x - width * 0.4, x + width * 0.4, color=color, linewidth=2.5,
+                      label="median" if i == 0 and j == 0 else None)
+            ax.hlines(p95, x - width * 0.3, x + width * 0.3, color=color, linewidth=1,
+                      linestyle=":", label="P95" if i == 0 and j == 0 else None)
+    ax.set_xticks(range(len(commands)), [f"go {c.removeprefix('go-').replace('-', ' ')}"
+                                         for c in commands])
+    ax.set_yscale("log")
+    ax.set_ylabel("latency (ms, log scale)")
+    ax.set_xlabel("command (on the workload's module graph)")
+    ax.set_title("Tooling latency per command, every measured run")
+    ax.grid(alpha=0.3, axis="y", which="both")
+    ax.legend(fontsize=8, loc="best")
+    rel = _save(fig, folder, "tooling-latency.png")
+    return Plot(file=rel, title="Tooling latency",
+                caption="Wall time of each go command, every measured run as a dot; the thick bar "
+                        "is the median, the dotted one the P95.")
+
+
+# The published comparison names three memory phases; what gobuild runs for each.
+PHASES: dict[str, tuple[str, str]] = {
+    "go-env": ("after GOROOT initialisation",
+               "`go env`: the go command starts, finds GOROOT and reads its configuration, and exits"),
+    "go-list-m-all": ("after the module cache is loaded",
+                      "`go list -m all`: the go command loads the whole module graph from the module cache"),
+    "go-test-binary": ("test process peak",
+                       ("the `go test -c` binary of the bench package run alone (its benchmarks), "
+                       "without the go command around it")),
+    "go-build": ("(not in the comparison) build peak",
+                 "`go build ./...` of the workload: the go command and every compile and link it runs"),
+}
+MEMORY_KINDS = (("peak_rss_bytes", "process peak (peak-RSS-bytes)", ""),
+                ("cgroup_peak_bytes", "cgroup peak (page cache included)", "//"),
+                ("cgroup_anon_peak_bytes", "cgroup anonymous peak", ".."))
+
+
+def phase_of(rec: Record) -> str:
+    return _short(rec.name)
+
+
+def memory_plot(run: Run, folder: Path) -> Plot | None:
+    """Bars per phase: the process peak beside the cgroup's peaks, one panel per image."""
+    recs = [r for r in run.records if r.suite == "memory" and any(r.values.values())]
+    if not recs:
+        return None
+    images = list(dict.fromkeys(r.image for r in recs))
+    kinds = [k for k in MEMORY_KINDS if any(r.values.get(k[0]) for r in recs)]
+    fig, axes = _figure(3.0 + 2.4 * len(images), rows=len(images))
+    colors = _colors(len(kinds))
+    for ax, image in zip((row[0] for row in axes), images):
+        mine = [r for r in recs if r.image == image]
+        width = 0.8 / len(kinds)
+        for k, ((metric, label, hatch), color) in enumerate(zip(kinds, colors)):
+            xs, meds, lo, hi = [], [], [], []
+            for i, rec in enumerate(mine):
+                vals = rec.values.get(metric)
+                if not vals:
+                    continue
+                med = statistics.median(vals) / 2**20
+                xs.append(i - 0.4 + width * (k + 0.5))
+                meds.append(med)
+                lo.append(med - min(vals) / 2**20)
+                hi.append(max(vals) / 2**20 - med)
+            ax.bar(xs, meds, width * 0.92, color=color, hatch=hatch, edgecolor="black",
+                   linewidth=0.4, yerr=[lo, hi], capsize=2, label=label)
+            for x, m in zip(xs, meds):
+                ax.annotate(f"{m:.0f}", (x, m), textcoords="offset points", xytext=(0, 2),
+                            ha="center", fontsize=7)
+        ax.set_xticks(range(len(mine)), [
+            f"{PHASES.get(phase_of(r), (phase_of(r),))[0]}\n({phase_of(r)})" for r in mine], fontsize=8)
+        ax.set_ylabel("peak memory (MiB)")
+        ax.set_title(f"Peak memory per phase: {_image_label(run, image)}", fontsize=10)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8, loc="upper left")
+    rel = _save(fig, folder, "memory-phases.png")
+    return Plot(file=rel, title="Peak memory per phase",
+                caption="Median peak memory per phase over the measured runs (whiskers: min to "
+                        "max). The process peak is the command's resident peak with its children; "
+                        "the cgroup's peak includes page cache.")
+
+
+RUN_PLOTS: tuple[Callable[[Run, Path], Plot | None], ...] = (compile_plot, memory_plot, sched_plot,
+                                                             tooling_plot)
+
+
+# ---- the matrix view ---------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class Point:
+    row: str  # Go version (the x axis)
+    column: str  # platform (and host)
+    median: float
+    ci_low: float | None
+    ci_high: float | None
+    emulated: bool
+
+
+def version_key(text: str) -> tuple:
+    return tuple(int(x) for x in re.findall(r"\d+", text)) or (0,)
+
+
+def matrix_plot(title: str, unit_label: str, scale: float, panels: Sequence[tuple[str, list[Point]]],
+                folder: Path, name: str) -> Plot:
+    """One panel per table of a headline metric: the value across Go versions, one line per
+    platform; emulated points hollow on a dashed line and named so in the legend."""
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = _figure(1.4 + 3.0 * rows, rows=rows, cols=cols)
+    flat = [ax for row in axes for ax in row]
+    versions = sorted({p.row for _, pts in panels for p in pts}, key=version_key)
+    columns = list(dict.fromkeys(p.column for _, pts in panels for p in pts))
+    colors = dict(zip(columns, _colors(len(columns))))
+    for ax, (panel, points) in zip(flat, panels):
+        for column in columns:
+            for emulated in (False, True):
+                pts = sorted((p for p in points if p.column == column and p.emulated == emulated),
+                             key=lambda p: version_key(p.row))
+                if not pts:
+                    continue
+                xs = [versions.index(p.row) for p in pts]
+                ys = [p.median / scale for p in pts]
+                err = [[(p.median - (p.ci_low if p.ci_low is not None else p.median)) / scale for p in pts],
+                       [((p.ci_high if p.ci_high is not None else p.median) - p.median) / scale for p in pts]]
+                ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, color=colors[column],
+                            linestyle="--" if emulated else "-",
+                            markerfacecolor="white" if emulated else colors[column],
+                            label=f"{column} (emulated: qemu, not the hardware)" if emulated else column)
+        ax.set_xticks(range(len(versions)), [f"go{v}" for v in versions], fontsize=8)
+        ax.set_title(panel, fontsize=9)
+        ax.set_ylabel(unit_label, fontsize=8)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    for ax in flat[len(panels):]:
+        ax.set_visible(False)
+    flat[0].legend(fontsize=7, loc="best")
+    fig.suptitle(title, fontsize=11)
+    fig.supxlabel("Go version", fontsize=9)
+    rel = _save(fig, folder, name)
+    return Plot(file=rel, title=title,
+                caption="Median per Go version and platform, whiskers: 95% CI of the median (none "
+                        "below 6 runs); hollow markers on dashed lines ran under emulation.")
