@@ -60,6 +60,7 @@ class Record:
     values: Mapping[str, tuple[float, ...]]
     failed: int
     oom: int
+    argv: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -112,7 +113,7 @@ def load(path: Path) -> Run:
     try:
         data = json.loads(text)
     except ValueError as exc:
-        what = "truncated" if not text.rstrip().endswith("}") else "not JSON"
+        what = "truncated" if exc.pos >= len(text.rstrip()) else "not JSON"
         raise ConfigError(f"{file}: {what} ({exc.msg} at line {exc.lineno}): rerun the bench "
                           "or give another results folder") from None
     return from_json(data, file)
@@ -146,6 +147,7 @@ def _record(rec: dict) -> Record:
         suite=rec["suite"], name=rec["name"], image=rec["image"], gomaxprocs=rec.get("gomaxprocs"),
         emulated=bool(rec.get("emulated")), values=MappingProxyType(values),
         failed=len(rec.get("failed") or ()), oom=sum(bool(f.get("oom")) for f in rec.get("failed") or ()),
+        argv=tuple(str(a) for a in rec.get("argv") or ()),
     )
 
 

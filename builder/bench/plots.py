@@ -57,6 +57,13 @@ def _colors(n: int) -> list:
     return [cmap(i % 10) for i in range(n)]
 
 
+def _plain_numbers(axis) -> None:
+    """0.2, 1, 10, 100 on a log axis instead of powers of ten."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
 def _short(name: str) -> str:
     """GoTooling/cmd=go-list-deps -> go-list-deps; GoMemory/phase=go-env -> go-env."""
     return name.split("=", 1)[1] if "=" in name else name
@@ -139,6 +146,7 @@ def sched_plot(run: Run, folder: Path) -> Plot | None:
                         fontsize=7, color=color)
     ax.plot([], [], color="grey", alpha=0.5, label="each run (through its P50, P95, P99, max)")
     ax.set_xscale("log")
+    _plain_numbers(ax.xaxis)
     ax.set_ylim(0.45, 1.02)
     ax.set_xlabel("goroutine-creation latency (µs, log scale)")
     ax.set_ylabel("fraction of goroutines created")
@@ -179,9 +187,10 @@ def tooling_plot(run: Run, folder: Path) -> Plot | None:
                       label="median" if i == 0 and j == 0 else None)
             ax.hlines(p95, x - width * 0.3, x + width * 0.3, color=color, linewidth=1,
                       linestyle=":", label="P95" if i == 0 and j == 0 else None)
-    ax.set_xticks(range(len(commands)), [f"go {c.removeprefix('go-').replace('-', ' ')}"
-                                         for c in commands])
+    argv = {_short(r.name): " ".join(r.argv) or _short(r.name) for r in recs}
+    ax.set_xticks(range(len(commands)), [argv[c] for c in commands])
     ax.set_yscale("log")
+    _plain_numbers(ax.yaxis)
     ax.set_ylabel("latency (ms, log scale)")
     ax.set_xlabel("command (on the workload's module graph)")
     ax.set_title("Tooling latency per command, every measured run")

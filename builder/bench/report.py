@@ -38,7 +38,9 @@ def fmt(metric: str, v: float | None) -> str:
     if metric.endswith("_ns"):
         if v >= 1e9:
             return f"{v / 1e9:.2f} s"
-        return f"{v / 1e6:.1f} ms" if v >= 1e6 else f"{v / 1e3:.1f} µs"
+        if v >= 1e6:
+            return f"{v / 1e6:.1f} ms"
+        return f"{v / 1e3:.1f} µs" if v >= 1e4 else f"{v:.0f} ns"
     return f"{v:g}"
 
 
