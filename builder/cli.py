@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__, cli_bench, cli_images, cli_report, pipeline
+from . import __version__, cli_bench, cli_ci, cli_images, cli_report, cli_run, pipeline
 from .base import DEBIAN_MIRROR
 from .base import SUITES as DEBIAN_SUITES
 from .errors import CheckFailed, GobuildError, Interrupted, UnexpectedError
@@ -181,7 +181,9 @@ def base_cmd(platforms, suite: str, mirror: str, force: bool) -> None:
 # Every command is registered here, in one place; the command modules import nothing from
 # this one (tests/unit/test_cli_structure.py checks it).
 for command in (matrix_cmd, lock_cmd, render_cmd, cli_images.images_cmd, cli_images.pull_cmd,
-                cli_images.join_cmd, base_cmd, cli_bench.bench_cmd, doctor_cmd, cli_report.report_cmd):
+                cli_ci.ci_group,
+                cli_images.join_cmd, base_cmd, cli_bench.bench_cmd, doctor_cmd, cli_report.report_cmd,
+                cli_run.run_cmd, cli_run.shell_cmd, cli_run.fit_cmd, cli_run.cache_cmd):
     main.add_command(command)
 cli_bench.bench_cmd.add_command(cli_report.compare_cmd)  # gobuild bench compare
 

@@ -6,6 +6,7 @@ import contextlib
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import click
 
@@ -107,18 +108,25 @@ def _print_joined(joined) -> None:
 @inputs_options
 @click.option("--registry", required=True, metavar="HOST/NAMESPACE",
               help="The registry the images were pushed to.")
+@click.option("--digest", metavar="sha256:...",
+              help="Pull exactly this image instead of the moving tag: the index digest "
+                   "'gobuild join --json' printed (any platform), or a per-arch digest of "
+                   "'gobuild images --push --json'. Select one Go version and variant.")
 @json_option
-def pull_cmd(inputs: Inputs, registry: str, as_json: bool) -> None:
+def pull_cmd(inputs: Inputs, registry: str, digest: str | None, as_json: bool) -> None:
     """Pull prebuilt images for the selected cells instead of building them.
 
-    Each cell's multi-arch tag is pulled for its platform, its toolchain label is checked
-    against the lock, and it is tagged locally as 'gobuild images' would have tagged it.
+    Each cell's multi-arch tag is pulled for its platform (or, with --digest, the pinned
+    image), its toolchain label is checked against the lock, and it is tagged locally as
+    'gobuild images' would have tagged it.
 
     \b
     Examples:
       gobuild pull --registry ghcr.io/acme --go 1.22 --platform linux/amd64
+      gobuild pull --registry ghcr.io/acme --go 1.22 --variant bookworm \\
+          --digest sha256:4f3c...   # what the publish job's join printed
     """
-    pulled = pipeline.pull(inputs.cells(), inputs.lock(), registry)
+    pulled = pipeline.pull(inputs.cells(), inputs.lock(), registry, digest=digest)
     emit(pulled, as_json, "\n".join(f"pulled {p['remote']} ({p['platform']}) as {p['tag']}" for p in pulled))
 
 
@@ -126,22 +134,37 @@ def pull_cmd(inputs: Inputs, registry: str, as_json: bool) -> None:
 @inputs_options
 @click.option("--registry", required=True, metavar="HOST/NAMESPACE",
               help="The registry holding the per-arch tags.")
+@click.option("--digests", "digests", multiple=True, metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Join exactly the images this file names (the --json output of 'gobuild "
+                   "images --push --no-join' of one runner); repeatable. Default: each "
+                   "selected cell's per-arch tag as the registry has it now.")
+@click.option("--annotation", "annotations", multiple=True, metavar="KEY=VALUE",
+              help="Index annotation for the multi-arch tags, repeatable (registries show them "
+                   "for the tag); org.opencontainers.image.version and .description are set "
+                   "from the lock and the matrix.")
 @json_option
-def join_cmd(inputs: Inputs, registry: str, as_json: bool) -> None:
+def join_cmd(inputs: Inputs, registry: str, digests: tuple[Path, ...], annotations: tuple[str, ...],
+             as_json: bool) -> None:
     """Join per-arch tags already in the registry into the multi-arch tags.
 
     For CI with one runner per architecture: each runner pushes its images with
-    'gobuild images --push --no-join', and a later job joins them. Every selected cell's
-    per-arch tag (HOST/NS/go:<version>-<variant>-<arch>) must be in the registry, else nothing
-    is joined; platforms the multi-arch tag already lists and that are not selected are kept.
-    No engine is needed, only docker buildx and the registry.
+    'gobuild images --push --no-join --json > digests.json', and a later job joins them
+    (--digests: exactly those images). Every selected cell's per-arch tag
+    (HOST/NS/go:<version>-<variant>-<arch>) must be in the registry, else nothing is
+    joined; platforms the multi-arch tag already lists and that are not selected are kept.
+    No engine is needed, only docker buildx and the registry. --json prints each index's
+    digest, for 'gobuild pull --digest'.
 
     \b
     Examples:
       gobuild join --registry ghcr.io/acme
       gobuild join --registry localhost:5000/gobuild --go 1.22 --variant slim --json
+      gobuild join --registry ghcr.io/acme --digests amd64.json --digests arm64.json \\
+          --annotation org.opencontainers.image.source=https://github.com/acme/go-images
     """
-    joined = pipeline.join(inputs.cells(), inputs.lock(), registry)
+    joined = pipeline.join(inputs.cells(), inputs.lock(), registry, digests=digests,
+                           annotations=annotations)
     if as_json:
         emit([j.as_json() for j in joined], True, "")
         return

@@ -16,9 +16,10 @@ import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,6 +190,15 @@ class Limits:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Bind:
+    """A host folder mounted into a container (gobuild run's working folder)."""
+
+    source: str  # an absolute path on the engine's host
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
 class Spec:
     """What to run: built once, by value, and handed to the engine seam."""
 
@@ -196,13 +206,14 @@ class Spec:
     command: tuple[str, ...]
     role: str  # a word for the container's name: smoke, prepare, run, ...
     platform: str | None = None
-    network: bool = False
+    network: bool | str = False  # True: the default bridge; False: none; a name: that network
     environment: Mapping[str, str] = field(default_factory=dict)
     limits: Limits = Limits()
     volumes: Mapping[str, str] = field(default_factory=dict)  # volume name -> mount point
     user: str | None = None
     working_dir: str | None = None
     timeout: float = 3600
+    binds: tuple[Bind, ...] = ()
 
 
 def create_kwargs(spec: Spec, *, name: str, labels: Mapping[str, str]) -> dict:
@@ -214,7 +225,8 @@ def create_kwargs(spec: Spec, *, name: str, labels: Mapping[str, str]) -> dict:
         "labels": dict(labels),
         "detach": True,
         "environment": dict(spec.environment),
-        "network_mode": "bridge" if spec.network else "none",
+        "network_mode": spec.network if isinstance(spec.network, str) else
+                        ("bridge" if spec.network else "none"),
     }
     lim = spec.limits
     if spec.platform:
@@ -228,8 +240,10 @@ def create_kwargs(spec: Spec, *, name: str, labels: Mapping[str, str]) -> dict:
         kw["cpuset_cpus"] = lim.cpuset
     if lim.pids:
         kw["pids_limit"] = lim.pids
-    if spec.volumes:
+    if spec.volumes or spec.binds:
         kw["volumes"] = {vol: {"bind": path, "mode": "rw"} for vol, path in spec.volumes.items()}
+        kw["volumes"].update({b.source: {"bind": b.target, "mode": "ro" if b.read_only else "rw"}
+                              for b in spec.binds})
     if spec.user is not None:
         kw["user"] = spec.user
     if spec.working_dir:
@@ -258,6 +272,9 @@ def oom_reasons(*, oom_killed: bool = False, oom_events: int = 0, exit_code: int
     return tuple(reasons)
 
 
+OnOutput = Callable[[bytes, bool], None]  # (data, is_stderr): a container's output, live
+
+
 @dataclass(frozen=True, kw_only=True)
 class Finished:
     exit_code: int
@@ -281,6 +298,10 @@ def keep_containers() -> bool:
     return os.environ.get("GOBUILD_KEEP_CONTAINERS") == "1"
 
 
+def container_name(spec: Spec, run_id: str) -> str:
+    return f"gobuild-{spec.role}-{run_id}-{uuid.uuid4().hex[:8]}"
+
+
 class Container:
     """The one lifecycle of every container gobuild starts.
 
@@ -293,7 +314,7 @@ class Container:
 
     def __init__(self, engine_client: docker.DockerClient, spec: Spec, run_id: str):
         self.client, self.spec, self.run_id = engine_client, spec, run_id
-        self.name = f"gobuild-{spec.role}-{run_id}-{uuid.uuid4().hex[:8]}"
+        self.name = container_name(spec, run_id)
         self._ctr = None
 
     @property
@@ -327,12 +348,34 @@ class Container:
     def put_archive(self, path: str, data: bytes) -> None:
         self._ctr.put_archive(path, data)
 
-    def run(self) -> Finished:
-        """Start, wait for the end (killing it after the spec's timeout), and report."""
+    def run(self, on_output: OnOutput | None = None) -> Finished:
+        """Start, wait for the end (killing it after the spec's timeout), and report.
+
+        on_output(data, is_stderr) gets the container's output as it is written (gobuild run
+        shows CMD's output live); Finished.output still holds all of it."""
         try:
             self._ctr.start()
         except docker.errors.APIError as exc:
             raise EngineError(f"the engine could not start {self.name}: {exc.explanation}") from None
+        # Followed logs, not attach: logs also work when the container has already exited.
+        streams = [] if on_output is None else [
+            threading.Thread(target=self._follow, args=(on_output, is_stderr), daemon=True)
+            for is_stderr in (False, True)]
+        for stream in streams:
+            stream.start()
+        try:
+            return self._wait()
+        finally:
+            for stream in streams:
+                stream.join(timeout=30)
+
+    def _follow(self, on_output: OnOutput, is_stderr: bool) -> None:
+        with contextlib.suppress(Exception):  # a broken stream must not end the run
+            for chunk in self._ctr.logs(stdout=not is_stderr, stderr=is_stderr, stream=True,
+                                        follow=True):
+                on_output(chunk, is_stderr)
+
+    def _wait(self) -> Finished:
         timed_out = False
         try:
             status = self._ctr.wait(timeout=self.spec.timeout)
@@ -370,6 +413,19 @@ class Container:
         with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tf:
             return {m.name: tf.extractfile(m).read() for m in tf.getmembers() if m.isfile()}
 
+    def serve(self) -> None:
+        """Start without waiting: a server the run's other containers talk to (the bench's
+        module proxy); leaving the block stops and removes it."""
+        try:
+            self._ctr.start()
+        except docker.errors.APIError as exc:
+            raise EngineError(f"the engine could not start {self.name}: {exc.explanation}") from None
+
+    def status(self) -> tuple[str, str]:
+        """The container's state ("running", "exited", ...) and its output so far."""
+        self._ctr.reload()
+        return self._ctr.status, self._ctr.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+
 
 def _engine_time(stamp: str | None) -> int | None:
     """An engine timestamp (RFC 3339 with nanoseconds) as unix seconds."""
@@ -382,12 +438,79 @@ def _engine_time(stamp: str | None) -> int | None:
 
 
 def run(engine_client: docker.DockerClient, spec: Spec, run_id: str,
-        files: Mapping[str, bytes] | None = None) -> Finished:
+        files: Mapping[str, bytes] | None = None, on_output: OnOutput | None = None) -> Finished:
     """Run one container to its end: files (path -> tar bytes) are put in before it starts."""
     with Container(engine_client, spec, run_id) as ctr:
         for path, data in (files or {}).items():
             ctr.put_archive(path, data)
-        return ctr.run()
+        return ctr.run(on_output)
+
+
+# An interactive container (gobuild shell) is the one other way a container starts. It needs a
+# terminal: raw mode, window size, Ctrl-C as a key, which docker-py cannot drive (it can only
+# hand over the attach socket), and the docker CLI does well. So `docker run -it` runs as a
+# subprocess, its arguments translated from the same create_kwargs as every other container
+# (name scheme, run and owner labels, limits, mounts, user), and the container is removed by
+# --rm and again by name on every way out, as Container does.
+_CLI_FLAGS = {"name": "--name", "network_mode": "--network", "platform": "--platform",
+              "cpuset_cpus": "--cpuset-cpus", "pids_limit": "--pids-limit", "user": "--user",
+              "working_dir": "--workdir", "mem_limit": "--memory", "memswap_limit": "--memory-swap"}
+
+
+def docker_run_argv(spec: Spec, *, name: str, labels: Mapping[str, str], tty: bool,
+                    keep: bool = False) -> list[str]:
+    """`docker run --interactive` for spec (pure). Environment values are not on the command
+    line (other users can read it): `--env NAME` takes each from the CLI's environment, which
+    interactive() sets. A create_kwargs key this does not know is a bug, never dropped."""
+    kw = create_kwargs(spec, name=name, labels=labels)
+    argv = ["docker", "run", "--interactive", "--pull=never"]
+    argv += ["--tty"] if tty else []
+    argv += [] if keep else ["--rm"]
+    for key, value in kw.items():
+        if key in ("image", "command", "detach"):
+            continue
+        if key in _CLI_FLAGS:
+            argv += [_CLI_FLAGS[key], str(value)]
+        elif key == "labels":
+            argv += [arg for k, v in value.items() for arg in ("--label", f"{k}={v}")]
+        elif key == "environment":
+            argv += [arg for k in value for arg in ("--env", k)]
+        elif key == "nano_cpus":
+            argv += ["--cpus", f"{value / 1e9:g}"]
+        elif key == "volumes":
+            argv += [arg for src, m in value.items()
+                     for arg in ("--volume", f"{src}:{m['bind']}:{m['mode']}")]
+        else:
+            raise ValueError(f"docker_run_argv does not know create_kwargs key {key!r}")
+    return [*argv, "--", kw["image"], *kw["command"]]
+
+
+def interactive(engine_client: docker.DockerClient, spec: Spec, run_id: str) -> int:
+    """Run spec with this terminal attached (a TTY when stdin and stdout are one); returns the
+    command's exit code. The spec's timeout does not apply: a person is at the keyboard."""
+    docker_cli = shutil.which("docker")
+    if not docker_cli:
+        raise EngineError("an interactive container needs the docker CLI, which is not on PATH: "
+                          "install docker-cli (or docker.io)")
+    name, keep = container_name(spec, run_id), keep_containers()
+    for volume in spec.volumes:  # else the engine would quietly make an empty one
+        try:
+            engine_client.volumes.get(volume)
+        except docker.errors.NotFound:
+            raise EngineError(f"volume {volume} is gone (removed by another program?): "
+                              "run again") from None
+    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    argv = docker_run_argv(spec, name=name, labels=labels(run_id), tty=tty, keep=keep)
+    # The same engine docker-py talks to (without DOCKER_HOST a docker CLI context could point
+    # the CLI elsewhere), and the CLI's own config wherever the container's HOME points.
+    env = {"DOCKER_HOST": "unix:///var/run/docker.sock",
+           "DOCKER_CONFIG": str(Path.home() / ".docker"), **os.environ, **spec.environment}
+    try:
+        return subprocess.run([docker_cli, *argv[1:]], env=env, check=False).returncode
+    finally:
+        if not keep:
+            with contextlib.suppress(Exception):
+                engine_client.containers.get(name).remove(force=True, v=True)
 
 
 def create_volume(engine_client: docker.DockerClient, name: str, run_id: str) -> str:
@@ -398,8 +521,40 @@ def create_volume(engine_client: docker.DockerClient, name: str, run_id: str) ->
         raise EngineError(f"the engine refused to create volume {name}: {exc.explanation}") from None
 
 
+def isolated_network_kwargs(name: str, item_labels: Mapping[str, str]) -> dict:
+    """The arguments of networks.create for a network whose containers reach each other and
+    nothing else (pure): internal (no route out, no published ports), and no address of the
+    host on its bridge (inhibit_ipv4), so that the host's own services cannot be reached
+    through its gateway either."""
+    return {"name": name, "driver": "bridge", "internal": True, "labels": dict(item_labels),
+            "options": {"com.docker.network.bridge.inhibit_ipv4": "true"}}
+
+
+def create_network(engine_client: docker.DockerClient, name: str, run_id: str) -> str:
+    """An isolated network with the run's labels (removed by the run's cleanup)."""
+    try:
+        return engine_client.networks.create(**isolated_network_kwargs(name, labels(run_id))).name
+    except docker.errors.APIError as exc:
+        raise EngineError(f"the engine refused to create network {name}: {exc.explanation}") from None
+
+
+def remove_network(engine_client: docker.DockerClient, name: str) -> None:
+    """Remove a network once its containers are gone; a missing one is already removed."""
+    with contextlib.suppress(docker.errors.NotFound):
+        engine_client.networks.get(name).remove()
+
+
+def network_gateway(engine_client: docker.DockerClient, name: str = "bridge") -> str | None:
+    """A network's gateway address (on the default bridge: the host as its containers see it)."""
+    try:
+        config = engine_client.networks.get(name).attrs.get("IPAM", {}).get("Config") or []
+    except docker.errors.NotFound:
+        return None
+    return next((c["Gateway"] for c in config if c.get("Gateway")), None)
+
+
 def remove_labelled(engine_client: docker.DockerClient, run_id: str) -> int:
-    """Remove the containers and volumes of one run."""
+    """Remove the containers, volumes and networks of one run."""
     label = f"{RUN_LABEL}={run_id}"
     n = 0
     for ctr in engine_client.containers.list(all=True, filters={"label": label}):
@@ -409,6 +564,10 @@ def remove_labelled(engine_client: docker.DockerClient, run_id: str) -> int:
     for vol in engine_client.volumes.list(filters={"label": label}):
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
             vol.remove(force=True)
+            n += 1
+    for net in engine_client.networks.list(filters={"label": label}):  # once its containers are gone
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            net.remove()
             n += 1
     return n
 
@@ -431,7 +590,7 @@ def is_stale(item_labels: Mapping[str, str], running: bool, now: float,
 
 
 def remove_stale(engine_client: docker.DockerClient, older_than: float | None = None) -> list[str]:
-    """Remove the containers, then the volumes, that gobuild processes left behind; return one
+    """Remove the containers, then the volumes and networks, that gobuild processes left behind; return one
     line for each ("removed container NAME", or "kept volume NAME: why"). What a running
     gobuild on this machine owns is left alone."""
     now, said = time.time(), []
@@ -442,6 +601,10 @@ def remove_stale(engine_client: docker.DockerClient, older_than: float | None = 
         if is_stale(vol.attrs.get("Labels") or {}, False, now, older_than):
             # force=False: the engine refuses a volume that a container still uses
             said.append(_remove(f"volume {vol.name}", lambda it=vol: it.remove(force=False)))
+    for net in engine_client.networks.list(filters={"label": RUN_LABEL}):
+        if is_stale(net.attrs.get("Labels") or {}, False, now, older_than):
+            # the engine refuses a network that a container is still connected to
+            said.append(_remove(f"network {net.name}", net.remove))
     return [line for line in said if line]
 
 

@@ -5,8 +5,9 @@ wants and gets a typed result back. Progress goes to stderr (or to the ``log`` c
 """
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def build_images(cells: tuple[Cell, ...], lock: Lock, templates: Path | None, *,
     if publish is not None:
         pushed = registry.push(client, images, publish.registry)
         if publish.join:
-            joined = registry.join_pushed(publish.registry, pushed)
+            joined = registry.join_pushed(publish.registry, pushed, cells)
     return ImagesResult(images=tuple(images), downloaded_bytes=downloaded,
                         verified=len(images) if verify else 0, pushed=tuple(pushed),
                         joined=tuple(joined))
@@ -96,18 +97,58 @@ def verify_images(client: docker.DockerClient, images: list[build.Built], cgo: l
             smoke.smoke(client, image, image_cgo, run_id, engine_arch)
 
 
-def join(cells: tuple[Cell, ...], lock: Lock, registry_name: str) -> list[registry.Joined]:
-    """Join per-arch tags already in the registry into the selected cells' multi-arch tags."""
+def join(cells: tuple[Cell, ...], lock: Lock, registry_name: str, *,
+         digests: Sequence[Path] = (), annotations: Sequence[str] = ()) -> list[registry.Joined]:
+    """Join per-arch images into the selected cells' multi-arch tags, with index annotations
+    (version and description from the lock and matrix, plus annotations as KEY=VALUE).
+
+    Without digests, each cell's per-arch tag is read from the registry. With digests (the
+    '--json' output of 'gobuild images --push --no-join' of each runner), exactly the images
+    those files name are joined: a per-arch tag pushed again since then does not slip in."""
     if not cells:
         raise ConfigError("nothing to join: the selectors match no cell of the matrix")
-    return registry.join_cells(cells, lock, registry_name)
+    extra = dict(registry.parse_annotation(a) for a in annotations)
+    registry.repository(registry_name)
+    if not digests:
+        return registry.join_cells(cells, lock, registry_name, extra)
+    pushed = []
+    for path in digests:
+        pushed += registry.pushed_from_digests(_digests_file(path), cells, lock, registry_name,
+                                               str(path))
+    if not pushed:
+        raise ConfigError(f"{', '.join(map(str, digests))} name no pushed image of the selected "
+                          "cells: pass the --json output of 'gobuild images --push --no-join'")
+    return registry.join_pushed(registry_name, pushed, cells, extra)
+
+
+def _digests_file(path: Path) -> list:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"cannot read digests file {path}: {exc}: pass the --json output of "
+                          "'gobuild images --push --no-join'") from None
+    if not isinstance(data, list):
+        raise ConfigError(f"digests file {path} is not a JSON list: pass the --json output of "
+                          "'gobuild images --push --no-join'")
+    return data
 
 
 def pull(cells: tuple[Cell, ...], lock: Lock, registry_name: str,
-         client: docker.DockerClient | None = None) -> list[dict]:
-    """Pull each cell's multi-arch tag for its platform, checked against the lock."""
+         client: docker.DockerClient | None = None, digest: str | None = None) -> list[dict]:
+    """Pull each cell's multi-arch tag for its platform, checked against the lock; with digest,
+    exactly that image (one Go version and variant: an index digest serves every platform)."""
     registry.repository(registry_name)
-    return registry.pull(client or engine.client(), cells, lock, registry_name)
+    if digest is not None:
+        if not registry.DIGEST_RE.match(digest):
+            raise ConfigError(f"--digest {digest[:80]!r} is not sha256:<64 hex digits>: pass the "
+                              "digest 'gobuild join --json' or 'gobuild images --json' printed")
+        groups = sorted({(cell.go, cell.variant.name) for cell in cells})
+        if len(groups) != 1:
+            raise ConfigError(
+                f"--digest pins one image, but the selectors match {len(groups)} Go versions "
+                "and variants: select one with --go and --variant (and --platform for a "
+                "per-arch digest)")
+    return registry.pull(client or engine.client(), cells, lock, registry_name, digest)
 
 
 def bases(platforms: tuple[str, ...], suite: str, mirror: str, force: bool = False,

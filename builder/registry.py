@@ -1,12 +1,14 @@
 """Registry work: push per-arch tags, join them into multi-arch tags, pull prebuilt images."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
 import sys
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import docker
 import docker.errors
@@ -14,10 +16,13 @@ import docker.errors
 from .build import Built, image_tag, joined_tags, multiarch_tags
 from .errors import ConfigError, EngineError, RegistryError
 from .lock import Lock
-from .matrix import Cell
+from .matrix import Cell, Variant
 
 REGISTRY_RE = re.compile(r"^[a-z0-9]+([.-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 IMAGE_NAME = "go"
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+# OCI annotation keys are reverse-domain names (org.opencontainers.image.source).
+ANNOTATION_KEY_RE = re.compile(r"^[A-Za-z0-9]+([._-][A-Za-z0-9]+)*$")
 
 
 def repository(registry: str) -> str:
@@ -54,9 +59,39 @@ class Joined:
     tags: tuple[str, ...]
     manifests: dict[str, str]  # platform -> digest
     kept: tuple[str, ...]  # the platforms that were already in the registry and kept
+    go: str = ""  # the matrix's Go version ("1.22"): what --go selects
+    version: str = ""  # the Go release ("1.22.10")
+    variant: str = ""
+    digest: str = ""  # the index's own digest: what 'gobuild pull --digest' pins
+    annotations: dict[str, str] = field(default_factory=dict)  # index-level
 
     def as_json(self) -> dict:
-        return {"tags": list(self.tags), "manifests": dict(self.manifests), "kept": list(self.kept)}
+        return {"tags": list(self.tags), "manifests": dict(self.manifests), "kept": list(self.kept),
+                "go": self.go, "version": self.version, "variant": self.variant,
+                "digest": self.digest, "annotations": dict(self.annotations)}
+
+
+def parse_annotation(text: str) -> tuple[str, str]:
+    """KEY=VALUE of --annotation -> (key, value); one line, a reverse-domain key."""
+    key, sep, value = text.partition("=")
+    if not sep or not ANNOTATION_KEY_RE.match(key) or not value or "\n" in value or "\r" in value:
+        raise ConfigError(
+            f"--annotation {text[:60]!r} is not KEY=VALUE on one line (for example "
+            "org.opencontainers.image.source=https://github.com/acme/go-images)"
+        )
+    return key, value
+
+
+def index_annotations(version: str, variant: Variant | None,
+                      extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What a registry shows for a multi-arch tag: the index's own annotations (the per-arch
+    images' labels are not read for an index). Version and description come from the lock and
+    the matrix; extra (source, revision, ...) wins."""
+    name = variant.name if variant else "?"
+    what = variant.description if variant and variant.description else f"{name} variant"
+    return {"org.opencontainers.image.version": version,
+            "org.opencontainers.image.description": f"Go {version} ({name}): {what}",
+            **dict(extra or {})}
 
 
 def _push(client: docker.DockerClient, ref: str) -> str:
@@ -76,10 +111,14 @@ def _push(client: docker.DockerClient, ref: str) -> str:
     return digest
 
 
-def imagetools_argv(targets: list[str], sources: list[str]) -> list[str]:
+def imagetools_argv(targets: list[str], sources: list[str],
+                    annotations: Mapping[str, str] | None = None) -> list[str]:
+    """annotations go on the index (buildx >= 0.12: --annotation index:KEY=VALUE)."""
     argv = ["docker", "buildx", "imagetools", "create"]
     for t in targets:
         argv += ["--tag", t]
+    for key, value in sorted((annotations or {}).items()):
+        argv += ["--annotation", f"index:{key}={value}"]
     return argv + sources
 
 
@@ -154,7 +193,8 @@ def moves_minor(minor_now: dict[str, str], manifests: dict[str, str]) -> bool:
     return set(minor_now) <= set(manifests)
 
 
-def join(repo: str, version: str, variant: str, new: dict[str, str]) -> Joined:
+def join(repo: str, version: str, variant: str, new: dict[str, str],
+         annotations: Mapping[str, str] | None = None) -> Joined:
     """Point the multi-arch tags of version+variant at the new per-arch digests (platform ->
     digest) plus the other platforms the version's tag already lists in the registry.
 
@@ -180,14 +220,25 @@ def join(repo: str, version: str, variant: str, new: dict[str, str]) -> Joined:
     if minor not in targets:
         print(f"gobuild: {minor} stays on its {', '.join(sorted(minor_now))} images until "
               f"{exact} lists every one of those platforms", file=sys.stderr)
-    proc = _imagetools(imagetools_argv(targets, sources))
+    proc = _imagetools(imagetools_argv(targets, sources, annotations))
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise RegistryError(
             f"joining {exact} failed: {last}: is docker buildx installed and the registry "
             "reachable?"
         )
-    return Joined(tags=tuple(targets), manifests=manifests, kept=kept)
+    return Joined(tags=tuple(targets), manifests=manifests, kept=kept, version=version,
+                  variant=variant, annotations=dict(annotations or {}))
+
+
+def _join_group(repo: str, cell: Cell | None, version: str, variant: str, new: dict[str, str],
+                extra: Mapping[str, str] | None) -> Joined:
+    """join() with the index annotations of the group, then the digest of the index made."""
+    joined = join(repo, version, variant, new,
+                  index_annotations(version, cell.variant if cell else None, extra))
+    made = describe(joined.tags[0])
+    return dataclasses.replace(joined, go=cell.go if cell else "",
+                               digest=made["digest"] if made else "")
 
 
 def push(client: docker.DockerClient, images: list[Built], registry: str) -> list[Pushed]:
@@ -202,22 +253,58 @@ def push(client: docker.DockerClient, images: list[Built], registry: str) -> lis
     return pushed
 
 
-def join_pushed(registry: str, pushed: list[Pushed]) -> list[Joined]:
-    """Join freshly pushed per-arch images with what the registry already lists."""
+def join_pushed(registry: str, pushed: list[Pushed], cells: tuple[Cell, ...] = (),
+                annotations: Mapping[str, str] | None = None) -> list[Joined]:
+    """Join freshly pushed per-arch images (or those a digests file names) with what the
+    registry already lists. cells (those pushed) give each index its matrix version and
+    description."""
     repo = repository(registry)
+    by_id = {cell.id: cell for cell in cells}
     groups: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    group_cell: dict[tuple[str, str], Cell | None] = {}
     for p in pushed:
         groups[(p.go_version, p.variant)][p.platform] = p.digest
-    return [join(repo, version, variant, new) for (version, variant), new in sorted(groups.items())]
+        group_cell.setdefault((p.go_version, p.variant), by_id.get(p.id))
+    return [_join_group(repo, group_cell[key], key[0], key[1], new, annotations)
+            for key, new in sorted(groups.items())]
 
 
-def join_cells(cells: tuple[Cell, ...], lock: Lock, registry: str) -> list[Joined]:
+def pushed_from_digests(entries: list[dict], cells: tuple[Cell, ...], lock: Lock,
+                        registry: str, source: str) -> list[Pushed]:
+    """The per-arch images a digests file names ('gobuild images --push --no-join --json' of
+    each runner), checked against the matrix, the lock and this registry; entries of cells
+    that are not selected are left out."""
+    repo = repository(registry)
+    by_id = {cell.id: cell for cell in cells}
+    out = []
+    for entry in entries:
+        if not isinstance(entry, dict) or "digest" not in entry:
+            continue  # an image that was not pushed
+        cell = by_id.get(str(entry.get("id")))
+        if cell is None:
+            continue
+        release = lock.release(cell)
+        ref = f"{repo}:{image_tag(release, cell).split(':', 1)[1]}"
+        digest = str(entry["digest"])
+        if entry.get("remote") != ref or not DIGEST_RE.match(digest):
+            raise ConfigError(
+                f"{source}: {cell.id} names {entry.get('remote')}@{digest}, expected {ref} "
+                "with a sha256 digest: join with the --registry and lock the images were pushed with"
+            )
+        out.append(Pushed(id=cell.id, ref=ref, digest=digest, platform=cell.platform,
+                          go_version=release.version, variant=cell.variant.name))
+    return out
+
+
+def join_cells(cells: tuple[Cell, ...], lock: Lock, registry: str,
+               annotations: Mapping[str, str] | None = None) -> list[Joined]:
     """Join per-arch tags already in the registry (pushed by other runners with
     'gobuild images --push --no-join') into the multi-arch tags of the selected cells.
 
     Every selected cell's per-arch tag must be there; nothing is joined otherwise."""
     repo = repository(registry)
     groups: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    group_cell: dict[tuple[str, str], Cell] = {}
     missing = []
     for cell in cells:
         release = lock.release(cell)
@@ -227,6 +314,7 @@ def join_cells(cells: tuple[Cell, ...], lock: Lock, registry: str) -> list[Joine
             missing.append((ref, cell.platform))
             continue
         groups[(release.version, cell.variant.name)][cell.platform] = descriptor["digest"]
+        group_cell.setdefault((release.version, cell.variant.name), cell)
     if missing:
         ref, platform = missing[0]
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
@@ -234,17 +322,20 @@ def join_cells(cells: tuple[Cell, ...], lock: Lock, registry: str) -> list[Joine
             f"{ref}{more} not in the registry: push it first (gobuild images --push --no-join "
             f"--platform {platform}) or select only what was pushed (--platform, --variant, --go)"
         )
-    return [join(repo, version, variant, new) for (version, variant), new in sorted(groups.items())]
+    return [_join_group(repo, group_cell[key], key[0], key[1], new, annotations)
+            for key, new in sorted(groups.items())]
 
 
-def pull(client: docker.DockerClient, cells: tuple[Cell, ...], lock: Lock, registry: str) -> list[dict]:
-    """Pull the multi-arch tag of each cell for its platform, check it against the lock, and
-    tag it locally as gobuild would have built it."""
+def pull(client: docker.DockerClient, cells: tuple[Cell, ...], lock: Lock, registry: str,
+         digest: str | None = None) -> list[dict]:
+    """Pull the multi-arch tag of each cell for its platform (or, with digest, exactly that
+    image: the index or per-arch manifest a publish job produced), check it against the lock,
+    and tag it locally as gobuild would have built it."""
     repo = repository(registry)
     out = []
     for cell in cells:
         release, artifact = lock.release(cell), lock.artifact(cell)
-        remote = multiarch_tags(release, cell, repo)[0]
+        remote = f"{repo}@{digest}" if digest else multiarch_tags(release, cell, repo)[0]
         print(f"gobuild: pulling {remote} for {cell.platform}", file=sys.stderr)
         try:
             img = client.images.pull(remote, platform=cell.platform)
@@ -252,6 +343,7 @@ def pull(client: docker.DockerClient, cells: tuple[Cell, ...], lock: Lock, regis
             raise RegistryError(
                 f"cannot pull {remote} for {cell.platform}: {exc.explanation}: "
                 "push it first (gobuild images --push) or check --registry"
+                + (" and --digest" if digest else "")
             ) from None
         labels = img.labels or {}
         got = labels.get("io.gobuild.toolchain.sha256")
@@ -259,12 +351,18 @@ def pull(client: docker.DockerClient, cells: tuple[Cell, ...], lock: Lock, regis
             raise RegistryError(
                 f"{remote} ({cell.platform}) carries toolchain sha256 {got}, the lock says "
                 f"{artifact.sha256}: rebuild and push it, or re-lock"
+                + (", or pin the digest of this cell's image" if digest else "")
             )
         arch = img.attrs.get("Architecture")
         if arch != cell.arch:
-            raise RegistryError(f"{remote} for {cell.platform} pulled a {arch} image")
+            hint = (": that digest names one platform's image; select its --platform" if digest
+                    else "")
+            raise RegistryError(f"{remote} for {cell.platform} pulled a {arch} image{hint}")
         local = image_tag(release, cell)
         img.tag(local)
-        out.append({"id": cell.id, "tag": local, "remote": remote, "platform": cell.platform,
-                    "image_id": img.id, "toolchain_sha256": got})
+        entry = {"id": cell.id, "tag": local, "remote": remote, "platform": cell.platform,
+                 "image_id": img.id, "toolchain_sha256": got}
+        if digest:
+            entry["digest"] = digest
+        out.append(entry)
     return out

@@ -1,0 +1,174 @@
+"""`gobuild ci matrix`: the selected cells as the JSON strategy.matrix takes, one entry per
+platform with its runner label; and what pull --digest and join --digests accept."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from builder import ci, pipeline, registry
+from builder.errors import ConfigError
+from builder.inputs import Inputs
+from builder.matrix import Selection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def inputs(**selection) -> Inputs:
+    """The project's own matrix and lock, wherever pytest was started."""
+    return Inputs.resolve(selection=Selection(**selection), cwd=ROOT)
+
+
+def cells(**selection):
+    return inputs(**selection).cells()
+
+
+def test_one_entry_per_platform_on_its_native_runner_with_its_cells():
+    result = ci.strategy_matrix(cells(go=("1.22",)))
+    assert result == {"include": [
+        {"platform": "linux/amd64", "arch": "amd64", "runner": "ubuntu-24.04", "emulated": False,
+         "cells": ["go1.22-bookworm-linux-amd64", "go1.22-slim-linux-amd64"]},
+        {"platform": "linux/arm64", "arch": "arm64", "runner": "ubuntu-24.04-arm",
+         "emulated": False, "cells": ["go1.22-bookworm-linux-arm64", "go1.22-slim-linux-arm64"]},
+    ]}
+
+
+def test_selectors_narrow_the_entries_and_the_cells():
+    result = ci.strategy_matrix(cells(platforms=("linux/arm64",), variants=("slim",)))
+    [entry] = result["include"]
+    assert entry["runner"] == "ubuntu-24.04-arm"
+    assert entry["cells"] == [f"go{v}-slim-linux-arm64" for v in ("1.21", "1.22", "1.23", "1.26", "1.27")]
+
+
+def test_runner_labels_can_be_overridden_and_emulate_puts_everything_on_amd64():
+    labels = ci.runner_labels(["linux/arm64=self-hosted-arm", "linux/amd64=big-x86"])
+    assert labels == {"linux/amd64": "big-x86", "linux/arm64": "self-hosted-arm"}
+    result = ci.strategy_matrix(cells(go=("latest",), variants=("slim",)), runners=labels,
+                                emulate=True)
+    assert [(e["platform"], e["runner"], e["emulated"]) for e in result["include"]] == [
+        ("linux/amd64", "big-x86", False), ("linux/arm64", "big-x86", True)]
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("linux/arm64", "is not PLATFORM=LABEL"),
+    ("linux/arm65=x", "did you mean 'linux/arm64'?"),
+    ("linux/arm64=two words", "a runner label is"),
+    ("linux/arm64=${{ secrets.X }}", "a runner label is"),
+])
+def test_bad_runner_overrides_are_one_line_config_errors(text, needle):
+    with pytest.raises(ConfigError, match=None) as info:
+        ci.runner_labels([text])
+    assert needle in info.value.message and "\n" not in info.value.message
+
+
+def test_the_command_prints_one_line_of_json_that_fromjson_reads(cli):
+    result = cli("ci", "matrix", "--go", "latest", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("\n") == 1  # one line: what "echo matrix=... >> $GITHUB_OUTPUT" needs
+    assert json.loads(result.output) == ci.strategy_matrix(cells(go=("latest",)))
+    text = cli("ci", "matrix", "--go", "latest", "--variant", "slim").output
+    assert text.splitlines() == ["linux/amd64  ubuntu-24.04: go1.27-slim-linux-amd64",
+                                 "linux/arm64  ubuntu-24.04-arm: go1.27-slim-linux-arm64"]
+    assert "Examples" in cli("ci", "matrix", "--help").output
+    assert "Examples" in cli("ci", "--help").output
+
+
+def test_a_bad_runner_is_exit_2_from_the_command(cli):
+    result = cli("ci", "matrix", "--runner", "linux/arm64")
+    assert result.exit_code == 2 and "is not PLATFORM=LABEL" in result.output
+
+
+# --- pull --digest and join --digests, before anything reaches the registry -----------------
+
+DIGEST = "sha256:" + "a" * 64
+
+
+def test_pull_digest_must_be_a_sha256_and_pin_one_version_and_variant():
+    lock = inputs().lock()
+    with pytest.raises(ConfigError, match="is not sha256:<64 hex digits>"):
+        pipeline.pull(cells(go=("1.22",), variants=("slim",)), lock, "r:5000/ns", digest="latest")
+    with pytest.raises(ConfigError, match="--digest pins one image, but the selectors match 2"):
+        pipeline.pull(cells(go=("1.22",)), lock, "r:5000/ns", digest=DIGEST)
+
+
+def test_pull_digest_pulls_the_pinned_reference_for_each_platform():
+    """The engine is replaced (unit test of the arguments): an index digest is pulled once per
+    selected platform, by digest, never by the moving tag."""
+    selected = inputs(go=("1.22",), variants=("slim",))
+    lock = selected.lock()
+    pulls = []
+
+    class Image:
+        def __init__(self, arch, sha):
+            self.labels = {"io.gobuild.toolchain.sha256": sha}
+            self.attrs = {"Architecture": arch}
+            self.id = "sha256:" + "c" * 64
+            self.tags = []
+
+        def tag(self, name):
+            self.tags.append(name)
+
+    class Images:
+        def pull(self, ref, platform):
+            pulls.append((ref, platform))
+            arch = platform.split("/")[1]
+            return Image(arch, lock.go["1.22"].files[arch].sha256)
+
+    class Client:
+        images = Images()
+
+    out = pipeline.pull(selected.cells(), lock, "r:5000/ns", client=Client(), digest=DIGEST)
+    assert pulls == [(f"r:5000/ns/go@{DIGEST}", "linux/amd64"), (f"r:5000/ns/go@{DIGEST}", "linux/arm64")]
+    assert [p["digest"] for p in out] == [DIGEST, DIGEST]
+    assert [p["tag"] for p in out] == [f"gobuild/go:{lock.go['1.22'].version}-slim-{a}"
+                                       for a in ("amd64", "arm64")]
+
+
+def digests_entry(cell_id, remote, digest=DIGEST):
+    return {"id": cell_id, "remote": remote, "digest": digest, "platform": "linux/amd64"}
+
+
+def test_join_digests_takes_the_selected_cells_and_refuses_another_registry(tmp_path):
+    selected = inputs(go=("1.22",), variants=("slim",))
+    lock = selected.lock()
+    version = lock.go["1.22"].version
+    good = digests_entry("go1.22-slim-linux-amd64", f"r:5000/ns/go:{version}-slim-amd64")
+    other_cell = digests_entry("go1.27-slim-linux-amd64", "r:5000/ns/go:1.27.3-slim-amd64")
+    not_pushed = {"id": "go1.22-slim-linux-arm64", "tag": "gobuild/go:x"}
+    pushed = registry.pushed_from_digests([good, other_cell, not_pushed], selected.cells(), lock,
+                                          "r:5000/ns", "f.json")
+    assert [(p.id, p.digest, p.go_version) for p in pushed] == [("go1.22-slim-linux-amd64", DIGEST, version)]
+    with pytest.raises(ConfigError, match="expected r:5000/other/go"):
+        registry.pushed_from_digests([good], selected.cells(), lock, "r:5000/other", "f.json")
+    with pytest.raises(ConfigError, match="with a sha256 digest"):
+        registry.pushed_from_digests([{**good, "digest": "sha256:short"}], selected.cells(), lock,
+                                     "r:5000/ns", "f.json")
+    bad = tmp_path / "digests.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot read digests file"):
+        pipeline.join(selected.cells(), lock, "r:5000/ns", digests=[bad])
+    bad.write_text(json.dumps([other_cell]))
+    with pytest.raises(ConfigError, match="name no pushed image of the selected cells"):
+        pipeline.join(selected.cells(), lock, "r:5000/ns", digests=[bad])
+
+
+@pytest.mark.parametrize("text", ["no-equals", "=value", "key=", "bad key=x", "k=two\nlines"])
+def test_annotations_are_key_value_on_one_line(text):
+    with pytest.raises(ConfigError, match="is not KEY=VALUE on one line"):
+        registry.parse_annotation(text)
+
+
+def test_index_annotations_name_version_and_description_and_extra_wins():
+    [cell] = cells(go=("1.22",), variants=("bookworm",), platforms=("linux/amd64",))
+    got = registry.index_annotations("1.22.10", cell.variant,
+                                     {"org.opencontainers.image.source": "https://example.test/x"})
+    assert got == {
+        "org.opencontainers.image.version": "1.22.10",
+        "org.opencontainers.image.description":
+            f"Go 1.22.10 (bookworm): {cell.variant.description}",
+        "org.opencontainers.image.source": "https://example.test/x",
+    }
+    argv = registry.imagetools_argv(["r/go:1.22.10-bookworm"], ["r/go@" + DIGEST], got)
+    assert argv[argv.index("--annotation") + 1].startswith("index:org.opencontainers.image.")
+    assert argv.count("--annotation") == 3 and argv[-1] == "r/go@" + DIGEST

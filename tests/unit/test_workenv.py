@@ -1,0 +1,237 @@
+"""gobuild run/shell and the cache volumes: argument building and pure rules, no daemon."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from builder import cache, engine, workenv
+from builder.errors import ConfigError
+from builder.matrix import Selection, load_matrix, select
+
+
+@pytest.fixture
+def matrix(root):
+    return load_matrix(root / "images" / "matrix.yaml")
+
+
+def cell(matrix, go="1.22", platform="linux/amd64", variant="slim"):
+    return select(matrix, Selection(go=(go,), platforms=(platform,), variants=(variant,)))[0]
+
+
+def target(matrix, **kw):
+    c = cell(matrix, **kw)
+    return workenv.Target(cell=c, image=f"gobuild/go:x-{c.arch}", go_version="1.22.10",
+                          emulated=c.arch != "amd64",
+                          caches=cache.volumes_for("1.22.10", c.platform, "1234:1234"))
+
+
+def test_an_unset_selector_picks_one_cell_not_all(matrix):
+    sel = workenv.default_selection(Selection(), matrix, "amd64")
+    assert [c.id for c in select(matrix, sel)] == [f"go{matrix.go[-1]}-bookworm-linux-amd64"]
+    sel = workenv.default_selection(Selection(go=("1.21", "1.22"), platforms=("linux/arm64",)),
+                                    matrix, "amd64")
+    assert [c.id for c in select(matrix, sel)] == ["go1.21-bookworm-linux-arm64",
+                                                   "go1.22-bookworm-linux-arm64"]
+    assert workenv.default_selection(Selection(variants=("slim",)), matrix, "arm64").platforms == (
+        "linux/arm64",)
+
+
+def test_build_caches_are_per_release_and_platform_module_caches_per_platform():
+    build, mod = cache.volumes_for("1.22.10", "linux/amd64", "1000:1000")
+    other_version = cache.volumes_for("1.21.13", "linux/amd64", "1000:1000")
+    other_arch = cache.volumes_for("1.22.10", "linux/arm64", "1000:1000")
+    other_user = cache.volumes_for("1.22.10", "linux/amd64", "0:0")
+    assert build.name != other_version[0].name and build.name != other_arch[0].name
+    assert mod.name == other_version[1].name  # shared by the Go versions of a platform
+    assert mod.name != other_arch[1].name
+    assert {build.name, mod.name}.isdisjoint({v.name for v in other_user})
+    assert cache.environment((build, mod)) == {"GOCACHE": "/gobuild-cache/build/go-build",
+                                               "GOMODCACHE": "/gobuild-cache/mod/mod"}
+    labels = build.labels()
+    assert labels[cache.CACHE_LABEL] == "build" and labels[cache.GO_LABEL] == "1.22.10"
+    assert engine.RUN_LABEL not in labels  # a run's cleanup must never take a cache with it
+    assert cache.GO_LABEL not in mod.labels()
+
+
+def test_the_command_runs_after_stamping_each_volume_and_keeps_its_argv():
+    vols = cache.volumes_for("1.22.10", "linux/amd64", "0:0")
+    argv = cache.stamped(("go", "test", "-run", "A B", "./..."), vols)
+    assert argv[:2] == ("sh", "-c")
+    assert argv[3:] == ("gobuild", "go", "test", "-run", "A B", "./...")
+    script = argv[2]
+    assert script.endswith('exec "$@"')
+    for vol in vols:
+        assert f"date +%s >{vol.mount}/{cache.STAMP}" in script
+
+
+def test_run_spec_mounts_the_folder_as_the_user_with_caches_and_env(matrix, tmp_path):
+    t = target(matrix, platform="linux/arm64")
+    spec = workenv.spec_for(t, ("go", "build", "./..."), folder=tmp_path, user="1234:1234",
+                            environment={"GOFLAGS": "-mod=mod", "HOME": "/home/me"},
+                            network=True, role="run", limits=engine.Limits(memory=2**30))
+    assert spec.binds == (engine.Bind(source=str(tmp_path.resolve()), target=workenv.WORKDIR),)
+    assert spec.working_dir == workenv.WORKDIR and spec.user == "1234:1234"
+    assert spec.platform == "linux/arm64" and spec.network
+    assert spec.environment["GOFLAGS"] == "-mod=mod"
+    assert spec.environment["HOME"] == "/home/me"  # what the caller set wins
+    assert spec.environment["GOCACHE"] == t.caches[0].path
+    assert spec.volumes == {v.name: v.mount for v in t.caches}
+    kw = engine.create_kwargs(spec, name="n", labels={})
+    assert kw["volumes"][str(tmp_path.resolve())] == {"bind": "/work", "mode": "rw"}
+    assert kw["volumes"][t.caches[1].name] == {"bind": t.caches[1].mount, "mode": "rw"}
+    assert kw["user"] == "1234:1234" and kw["network_mode"] == "bridge"
+    assert kw["mem_limit"] == kw["memswap_limit"] == 2**30
+
+
+def test_a_read_only_bind_is_mounted_read_only():
+    spec = engine.Spec(image="i", command=("true",), role="x",
+                       binds=(engine.Bind(source="/src", target="/in", read_only=True),))
+    assert engine.create_kwargs(spec, name="n", labels={})["volumes"] == {
+        "/src": {"bind": "/in", "mode": "ro"}}
+
+
+def test_forwarded_variables_and_dash_e():
+    environ = {"GOPROXY": "https://proxy.example", "GOPRIVATE": "example.com/*", "PATH": "/bin",
+               "GONOSUMCHECK": "1", "EDITOR": "vi"}
+    assert workenv.forwarded(environ) == {"GOPROXY": "https://proxy.example",
+                                          "GOPRIVATE": "example.com/*", "GONOSUMCHECK": "1"}
+    assert workenv.parse_env(("A=1", "B=x=y", "EDITOR", "UNSET", "C="), environ) == {
+        "A": "1", "B": "x=y", "EDITOR": "vi", "C": ""}
+    with pytest.raises(ConfigError, match="NAME=VALUE"):
+        workenv.parse_env(("=1",), environ)
+
+
+def test_user_is_numeric_uid_gid():
+    assert workenv.parse_user("1234:99") == "1234:99"
+    assert workenv.parse_user("1234") == "1234:1234"
+    assert workenv.parse_user(None).split(":")[0].isdigit()
+    for bad in ("root", "1000:staff", ""):
+        with pytest.raises(ConfigError, match="--user"):
+            workenv.parse_user(bad)
+
+
+def test_exit_code_is_the_first_failure_and_the_table_names_it():
+    def res(name, code, emulated=False):
+        return workenv.CellResult(cell=name, image="i", platform="p", emulated=emulated,
+                                  exit_code=code, seconds=1.5, oom=False, timed_out=False)
+
+    result = workenv.RunResult(run_id="r", results=(res("go1.21-a", 0), res("go1.21-b", 0, True),
+                                                    res("go1.22-a", 2), res("go1.22-b", 1, True)))
+    assert result.exit_code == 2
+    table = result.table().splitlines()
+    assert table[2].split()[:2] == ["go1.21-b", "0"] and "emulated (qemu)" in table[2]
+    assert table[3].split()[:2] == ["go1.22-a", "2"]
+    assert table[-1] == "2 of 4 passed; failed: go1.22-a, go1.22-b"
+    assert workenv.RunResult(run_id="r", results=(res("a", 0),)).exit_code == 0
+
+
+def test_several_cells_are_refused_where_one_is_needed(matrix):
+    cells = select(matrix, Selection(go=("1.22",), variants=("slim",)))
+    with pytest.raises(ConfigError, match="match 2 .go1.22-slim-linux-amd64, go1.22-slim-linux-arm64.: narrow"):
+        workenv.one_cell(cells, "gobuild shell")
+    workenv.one_cell(cells[:1], "gobuild shell")
+
+
+def test_shell_is_bash_in_bookworm_and_busybox_sh_in_slim(matrix):
+    assert workenv.shell_command(target(matrix, variant="bookworm")) == ("bash",)
+    assert workenv.shell_command(target(matrix, variant="slim")) == ("sh",)
+
+
+def test_relay_prefixes_whole_lines_of_parallel_cells(capfdbinary):
+    relay = workenv.Relay(prefix="go1.22")
+    relay(b"ok  a\nFAIL", False)
+    relay(b" b\n", False)
+    relay(b"warn", True)
+    relay.close()
+    out, err = capfdbinary.readouterr()
+    assert out == b"[go1.22] ok  a\n[go1.22] FAIL b\n"
+    assert err == b"[go1.22] warn\n"
+    plain = workenv.Relay(stdout_to_stderr=True)  # --json: stdout carries only the JSON
+    plain(b"raw", False)
+    out, err = capfdbinary.readouterr()
+    assert (out, err) == (b"", b"raw")
+
+
+def test_the_interactive_docker_run_is_the_same_container_as_the_api_one():
+    spec = engine.Spec(image="gobuild/go:1.22.10-slim-arm64", command=("sh", "-c", "x", "--rm"),
+                       role="shell", platform="linux/arm64", network=True,
+                       environment={"SECRET": "s3cret", "GOFLAGS": "-p=1"},
+                       limits=engine.Limits(cpus=1.5, memory=512 * 2**20, cpuset="0"),
+                       volumes={"vol": "/c"}, user="1234:1234", working_dir="/work",
+                       binds=(engine.Bind(source="/home/me/mod", target="/work"),))
+    labels = engine.labels("run1")
+    argv = engine.docker_run_argv(spec, name="gobuild-shell-run1-x", labels=labels, tty=True)
+    assert argv[:4] == ["docker", "run", "--interactive", "--pull=never"]
+    assert "--tty" in argv and "--rm" in argv
+
+    def after(flag):
+        return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == flag]
+
+    assert after("--name") == ["gobuild-shell-run1-x"]
+    assert sorted(after("--label")) == sorted(f"{k}={v}" for k, v in labels.items())
+    assert after("--network") == ["bridge"] and after("--platform") == ["linux/arm64"]
+    assert after("--cpus") == ["1.5"] and after("--memory") == after("--memory-swap") == [str(512 * 2**20)]
+    assert after("--cpuset-cpus") == ["0"] and after("--pids-limit") == ["4096"]
+    assert sorted(after("--volume")) == ["/home/me/mod:/work:rw", "vol:/c:rw"]
+    assert after("--user") == ["1234:1234"] and after("--workdir") == ["/work"]
+    assert sorted(after("--env")) == ["GOFLAGS", "SECRET"]  # names only: values stay off the command line
+    assert "s3cret" not in " ".join(argv)
+    end = argv.index("--", 4)
+    assert argv[end + 1:] == ["gobuild/go:1.22.10-slim-arm64", "sh", "-c", "x", "--rm"]
+    kept = engine.docker_run_argv(spec, name="n", labels={}, tty=False, keep=True)
+    assert "--rm" not in kept[:kept.index("--")] and "--tty" not in kept
+    none = engine.docker_run_argv(engine.Spec(image="i", command=("sh",), role="r"), name="n",
+                                  labels={}, tty=False)
+    assert none[none.index("--network") + 1] == "none"
+
+
+def test_an_unknown_create_argument_is_not_silently_dropped(monkeypatch):
+    real = engine.create_kwargs
+    monkeypatch.setattr(engine, "create_kwargs",
+                        lambda spec, **kw: {**real(spec, **kw), "shm_size": "1g"})
+    with pytest.raises(ValueError, match="shm_size"):
+        engine.docker_run_argv(engine.Spec(image="i", command=("sh",), role="r"), name="n",
+                               labels={}, tty=False)
+
+
+def test_caches_to_prune_by_last_use():
+    now = 1_000_000
+
+    def info(name, last_use, created=now - 10):
+        return cache.CacheInfo(name=name, kind="build", go="1.22.10", platform="linux/amd64",
+                               user="0:0", size=1, created=created, last_use=last_use)
+
+    caches = [info("fresh", now - 60), info("old", now - 40 * 86400),
+              info("never-used-old", None, created=now - 40 * 86400), info("never-used-new", None)]
+    assert [c.name for c in cache.stale(caches, 30 * 86400, now)] == ["old", "never-used-old"]
+    assert len(cache.stale(caches, None, now)) == 4
+
+
+def test_timeout_parses_durations():
+    assert workenv.parse_timeout("90m") == 5400
+    with pytest.raises(ConfigError, match="--timeout"):
+        workenv.parse_timeout("soon")
+
+
+def test_run_refuses_a_missing_folder(tmp_path):
+    with pytest.raises(ConfigError, match="not a folder"):
+        workenv.check_folder(Path(tmp_path / "nope"))
+
+
+def test_commands_have_help_with_examples(cli):
+    for args in (("run",), ("shell",), ("fit",), ("cache",), ("cache", "ls"), ("cache", "prune")):
+        result = cli(*args, "--help")
+        assert result.exit_code == 0 and "Examples" in result.output, args
+
+
+def test_run_takes_the_command_after_its_options_with_or_without_dashes(cli, monkeypatch):
+    seen = []
+    monkeypatch.setattr(workenv, "run", lambda inputs, opts, **kw: seen.append(opts) or
+                        workenv.RunResult(run_id="r", results=()))
+    assert cli("run", "--go", "1.22", "--", "go", "test", "-v", "./...").exit_code == 0
+    assert cli("run", "-e", "A=1", "go", "vet", "-x").exit_code == 0
+    assert [o.command for o in seen] == [("go", "test", "-v", "./..."), ("go", "vet", "-x")]
+    assert seen[1].environment == {"A": "1"} and seen[1].network and seen[1].images.build
+    bad = cli("run", "--no-build", "--registry", "r.example/x", "--", "true")
+    assert bad.exit_code == 2 and "exclude each other" in bad.output
