@@ -169,15 +169,15 @@ def compare_runs(old: Run, new: Run, old_name: str = "old", new_name: str = "new
     when each ran one, else by platform."""
     rows: list[Row] = []
     unmatched: list[str] = []
-    old_images = [t.image for t in old.targets]
-    new_images = [t.image for t in new.targets]
+    old_images = [t.config for t in old.targets]
+    new_images = [t.config for t in new.targets]
     if sorted(old_images) == sorted(new_images):
         groups = [(img, img, img) for img in old_images]
     elif len(old_images) == 1 and len(new_images) == 1:
         groups = [("", old_images[0], new_images[0])]
     else:
-        old_by = {t.platform: t.image for t in old.targets}
-        new_by = {t.platform: t.image for t in new.targets}
+        old_by = {t.platform: t.config for t in old.targets}
+        new_by = {t.platform: t.config for t in new.targets}
         if len(old_by) != len(old_images) or len(new_by) != len(new_images):
             raise ConfigError(
                 f"{old.path} and {new.path} ran different images, several per platform, so gobuild "
@@ -187,17 +187,19 @@ def compare_runs(old: Run, new: Run, old_name: str = "old", new_name: str = "new
         unmatched += [f"{p}: only in {old_name}" for p in old_by if p not in new_by]
         unmatched += [f"{p}: only in {new_name}" for p in new_by if p not in old_by]
     for table, old_image, new_image in groups:
-        _pairs(table, _by_benchmark(r for r in old.records if r.image == old_image),
-               _by_benchmark(r for r in new.records if r.image == new_image),
+        _pairs(table, _by_benchmark(r for r in old.records if r.config == old_image),
+               _by_benchmark(r for r in new.records if r.config == new_image),
                old_name, new_name, rows, unmatched)
     return Comparison(base=old_name, others=(new_name,), rows=tuple(rows),
                       warnings=tuple(run_warnings(old, new, old_name, new_name)),
                       unmatched=tuple(unmatched))
 
 
-def column_value(run: Run, image: str, col: Column) -> str:
-    t = run.target(image)
-    return {"image": t.image, "go": f"go{t.go_version}", "platform": t.platform}[col]
+def column_value(run: Run, config: str, col: Column) -> str:
+    """A configuration's value of col; "image" is the configuration label (IMAGE#2 when the
+    run benched one image twice)."""
+    t = run.target(config)
+    return {"image": t.config, "go": f"go{t.go_version}", "platform": t.platform}[col]
 
 
 def compare_columns(run: Run, col: Column) -> Comparison:
@@ -205,7 +207,7 @@ def compare_columns(run: Run, col: Column) -> Comparison:
     in `col` are compared, the first value of `col` in the run being the base."""
     if col not in COLUMNS:
         raise ConfigError(f"--col {col}: not one of {', '.join(COLUMNS)}")
-    values = list(dict.fromkeys(column_value(run, t.image, col) for t in run.targets))
+    values = list(dict.fromkeys(column_value(run, t.config, col) for t in run.targets))
     if len(values) < 2:
         what = (f"benched one image ({values[0]})" if col == "image" else
                 f"benched one {col} ({values[0]})") if values else "holds no image"
@@ -216,8 +218,8 @@ def compare_columns(run: Run, col: Column) -> Comparison:
     rest = [c for c in COLUMNS if c != col and c != "image"] if col != "image" else []
     tables: dict[str, dict[str, dict]] = {}
     for rec in run.records:
-        table = " ".join(column_value(run, rec.image, c) for c in rest)
-        column = column_value(run, rec.image, col)
+        table = " ".join(column_value(run, rec.config, c) for c in rest)
+        column = column_value(run, rec.config, col)
         tables.setdefault(table, {}).setdefault(column, {})[(rec.suite, rec.label)] = rec
     rows: list[Row] = []
     unmatched: list[str] = []
@@ -227,7 +229,7 @@ def compare_columns(run: Run, col: Column) -> Comparison:
             if base in columns and other in columns:
                 _pairs(table, columns[base], columns[other], base, other, rows, unmatched)
     warnings = []
-    emulated = {column_value(run, t.image, col) for t in run.targets if t.emulated}
+    emulated = {column_value(run, t.config, col) for t in run.targets if t.emulated}
     if emulated and len(emulated) < len(values):
         warnings.append(f"{', '.join(sorted(emulated))} ran under emulation (qemu) and the others "
                         "natively: their differences measure qemu, not the hardware")

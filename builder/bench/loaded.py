@@ -42,6 +42,7 @@ def go_unit(suite: str, metric: str) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class Target:
+    config: str  # the configuration label: the image, or IMAGE#N when one image is benched twice
     image: str
     platform: str
     go_version: str
@@ -54,6 +55,7 @@ class Record:
 
     suite: str
     name: str
+    config: str  # the target's configuration label (group by this, not by image)
     image: str
     gomaxprocs: int | None
     emulated: bool
@@ -86,8 +88,8 @@ class Run:
     warnings: tuple[str, ...]
     raw: Mapping[str, Any]  # the whole document, for figures read by name (memstats divergence)
 
-    def target(self, image: str) -> Target:
-        return next(t for t in self.targets if t.image == image)
+    def target(self, config: str) -> Target:
+        return next(t for t in self.targets if t.config == config)
 
     @property
     def host_label(self) -> str | None:
@@ -144,7 +146,8 @@ def _record(rec: dict) -> Record:
                        and not isinstance(v, bool) and v >= 0)
               for m in metrics}
     return Record(
-        suite=rec["suite"], name=rec["name"], image=rec["image"], gomaxprocs=rec.get("gomaxprocs"),
+        suite=rec["suite"], name=rec["name"], config=rec.get("config") or rec["image"],
+        image=rec["image"], gomaxprocs=rec.get("gomaxprocs"),
         emulated=bool(rec.get("emulated")), values=MappingProxyType(values),
         failed=len(rec.get("failed") or ()), oom=sum(bool(f.get("oom")) for f in rec.get("failed") or ()),
         argv=tuple(str(a) for a in rec.get("argv") or ()),
@@ -152,7 +155,8 @@ def _record(rec: dict) -> Record:
 
 
 def _run(data: dict, file: Path) -> Run:
-    targets = tuple(Target(image=t["image"], platform=t["platform"], go_version=str(t["go_version"]),
+    targets = tuple(Target(config=t.get("config") or t["image"], image=t["image"],
+                           platform=t["platform"], go_version=str(t["go_version"]),
                            emulated=bool(t["emulated"])) for t in data["targets"])
     records = tuple(_record(r) for recs in data["suites"].values() for r in recs)
     return Run(

@@ -45,9 +45,9 @@ def _save(fig, folder: Path, name: str) -> str:
     return rel
 
 
-def _image_label(run: Run, image: str) -> str:
-    t = run.target(image)
-    return f"{image} (emulated)" if t.emulated else image
+def _image_label(run: Run, config: str) -> str:
+    t = run.target(config)
+    return f"{config} (emulated)" if t.emulated else config
 
 
 def _colors(n: int) -> list:
@@ -77,10 +77,10 @@ def compile_plot(run: Run, folder: Path) -> Plot | None:
         return None
     fig, axes = _figure(4.4)
     ax = axes[0][0]
-    images = list(dict.fromkeys(r.image for r in recs))
+    images = list(dict.fromkeys(r.config for r in recs))
     any_ci = False
     for image, color in zip(images, _colors(len(images))):
-        mine = sorted((r for r in recs if r.image == image), key=lambda r: r.gomaxprocs or 0)
+        mine = sorted((r for r in recs if r.config == image), key=lambda r: r.gomaxprocs or 0)
         xs, med, lo, hi = [], [], [], []
         for r in mine:
             s = summarize(list(r.values["wall_ns"]))
@@ -135,7 +135,7 @@ def sched_plot(run: Run, folder: Path) -> Plot | None:
         for i in range(runs):
             ax.plot([rec.values[m][i] / 1e3 for m, _ in quants], [q for _, q in quants],
                     color=color, alpha=0.35, linewidth=1)
-        label = f"{_image_label(run, rec.image)}, GOMAXPROCS={rec.gomaxprocs}"
+        label = f"{_image_label(run, rec.config)}, GOMAXPROCS={rec.gomaxprocs}"
         meds = [(statistics.median(rec.values[m]) / 1e3, q, name)
                 for m, q, name in SCHED_QUANTILES if rec.values.get(m) and name != "max"]
         ax.plot([x for x, _, _ in meds], [q for _, q, _ in meds], linestyle="none", marker="D",
@@ -167,13 +167,13 @@ def tooling_plot(run: Run, folder: Path) -> Plot | None:
     if not recs:
         return None
     commands = list(dict.fromkeys(_short(r.name) for r in recs))
-    images = list(dict.fromkeys(r.image for r in recs))
+    images = list(dict.fromkeys(r.config for r in recs))
     fig, axes = _figure(4.4)
     ax = axes[0][0]
     width = 0.8 / len(images)
     for j, (image, color) in enumerate(zip(images, _colors(len(images)))):
         for i, cmd in enumerate(commands):
-            rec = next((r for r in recs if r.image == image and _short(r.name) == cmd), None)
+            rec = next((r for r in recs if r.config == image and _short(r.name) == cmd), None)
             if rec is None:
                 continue
             x = i - 0.4 + width * (j + 0.5)
@@ -228,12 +228,12 @@ def memory_plot(run: Run, folder: Path) -> Plot | None:
     recs = [r for r in run.records if r.suite == "memory" and any(r.values.values())]
     if not recs:
         return None
-    images = list(dict.fromkeys(r.image for r in recs))
+    images = list(dict.fromkeys(r.config for r in recs))
     kinds = [k for k in MEMORY_KINDS if any(r.values.get(k[0]) for r in recs)]
     fig, axes = _figure(3.0 + 2.4 * len(images), rows=len(images))
     colors = _colors(len(kinds))
     for ax, image in zip((row[0] for row in axes), images):
-        mine = [r for r in recs if r.image == image]
+        mine = [r for r in recs if r.config == image]
         width = 0.8 / len(kinds)
         for k, ((metric, label, hatch), color) in enumerate(zip(kinds, colors)):
             xs, meds, lo, hi = [], [], [], []

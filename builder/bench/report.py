@@ -108,7 +108,7 @@ def memory_phase_rows(run: Run) -> list[list[str]]:
             s = summarize(list(rec.values.get(metric, ())))
             cells.append(_cell(metric, s, "median") if s else "-")
         emu = f" {EMULATED_MARK}" if rec.emulated else ""
-        rows.append([name, what, rec.image + emu, *cells,
+        rows.append([name, what, rec.config + emu, *cells,
                      str(max((len(v) for v in rec.values.values()), default=0))])
     return rows
 
@@ -225,18 +225,18 @@ def _cells(runs: Sequence[Run]) -> list[Cell]:
     placed = []
     for run in runs:
         for rec in run.records:
-            t = run.target(rec.image)
+            t = run.target(rec.config)
             column = t.platform + (f" @ {run.host_label or 'local'}" if hosts else "")
             placed.append((run, rec, t, column))
     images_at: dict[tuple[str, str], set[str]] = {}
     for run, rec, t, column in placed:
-        images_at.setdefault((t.go_version, column), set()).add(rec.image)
+        images_at.setdefault((t.go_version, column), set()).add(rec.config)
     clash = any(len(v) > 1 for v in images_at.values())
     cells = []
     for run, rec, t, column in placed:
         row = t.go_version
         if clash:
-            tag = rec.image.rsplit(":", 1)[-1]
+            tag = rec.config.rsplit(":", 1)[-1]
             row = tag.rsplit("-", 1)[0] if tag.endswith(t.platform.rsplit("/", 1)[-1]) else tag
         cells.append(Cell(row=row, column=column, record=rec, run=run))
     return cells
@@ -295,7 +295,7 @@ def sources_md(runs: Sequence[Run]) -> list[str]:
     for run in runs:
         req = run.limits.get("requested") or {}
         rows.append([str(run.path), run.run_id, run.started, run.status,
-                     ", ".join(t.image + (f" {EMULATED_MARK}" if t.emulated else "") for t in run.targets),
+                     ", ".join(t.config + (f" {EMULATED_MARK}" if t.emulated else "") for t in run.targets),
                      f"{req.get('cpus', 0):g} CPUs, {format_memory(req['memory']) if req.get('memory') else '?'}",
                      run.host_label or str(run.host.get("cpu_model"))])
     out = _table(["results", "run", "started", "status", "images", "limits", "host"], rows)

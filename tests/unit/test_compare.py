@@ -224,3 +224,17 @@ def test_unreadable_results_are_one_line_errors(tmp_path, content, message):
     assert "Traceback" not in result.output
     missing = CliRunner().invoke(main, ["report", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def test_one_image_benched_twice_is_two_configurations(tmp_path):
+    """bench --image X --image X labels the configurations X#1 and X#2 (an A/A check)."""
+    old, new = _doc("same-settings-n6", "old"), _doc("same-settings-n6", "new")
+    image = old["targets"][0]["image"]
+    merged = copy.deepcopy(old)
+    merged["targets"] = [{**old["targets"][0], "config": f"{image}#{i}"} for i in (1, 2)]
+    merged["suites"] = {suite: [{**rec, "config": f"{image}#1"} for rec in recs]
+                        + [{**rec, "config": f"{image}#2"} for rec in new["suites"][suite]]
+                        for suite, recs in old["suites"].items()}
+    cmp = compare.compare_paths([_write(tmp_path, "aa", merged)], col="image")
+    assert (cmp.base, cmp.others) == (f"{image}#1", (f"{image}#2",))
+    assert len(cmp.rows) == 7 and sum(r.significant for r in cmp.rows) == 3
