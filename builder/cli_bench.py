@@ -7,11 +7,14 @@ from pathlib import Path
 
 import click
 
-from .bench.options import BenchOptions, parse_cpus, parse_duration, parse_gomaxprocs, parse_memory
+from .bench.options import (BenchOptions, parse_cpus, parse_duration, parse_gomaxprocs, parse_memory,
+                            workload_shape)
 from .bench.output import summary_text
+from .bench.progress import Progress
 from .bench.results import SUITES
 from .bench.run import bench, default_output
 from .bench.run import cleanup as cleanup_stale
+from .bench.workload import SIZES
 from .errors import BenchError, ConfigError
 from .inputs import Inputs, inputs_options, json_option
 
@@ -19,20 +22,26 @@ from .inputs import Inputs, inputs_options, json_option
 @click.group("bench", invoke_without_command=True)
 @inputs_options
 @click.option("--image", "images", multiple=True, metavar="TAG",
-              help="Image(s) to bench instead of matrix cells; repeatable.")
+              help="Image(s) to bench instead of matrix cells; repeatable. An image named twice "
+                   "is benched as two configurations, TAG#1 and TAG#2, interleaved (an A/A check).")
 @click.option("--cpus", default="1", show_default=True, help="CPU limit, as docker run --cpus (0.5, 2).")
 @click.option("--memory", default="2g", show_default=True, help="Memory limit, as docker run --memory (512m, 2g); swap off.")
 @click.option("--cpuset", metavar="LIST", help="CPUs to pin to, as docker run --cpuset-cpus (0-1).")
 @click.option("--suite", "suites", multiple=True,
               type=click.Choice(SUITES),
-              help="Suite(s) to run; repeatable [default: all six].")
+              help="Suite(s) to run; repeatable [default: all seven].")
 @click.option("--runs", default=10, show_default=True, type=click.IntRange(1, 1000), help="Measured runs per configuration.")
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(0, 100), help="Warm-up runs, discarded.")
 @click.option("--gomaxprocs", metavar="LIST", help="GOMAXPROCS values, e.g. 1,2,4 [default: the CPU limit rounded up].")
 @click.option("--workload", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Bench your own module (its go.mod folder) instead of the embedded one.")
-@click.option("--modules", default=20, show_default=True, type=click.IntRange(1, 200), help="Embedded workload: modules.")
-@click.option("--packages", default=100, show_default=True, type=click.IntRange(1, 2000), help="Embedded workload: packages.")
+@click.option("--workload-size", type=click.Choice(list(SIZES)), default=None,
+              help="Embedded workload's size: small = 20 modules, 100 packages (the default); "
+                   "medium = 200, 600; large = 1,200 modules, 2,400 packages (the published "
+                   "comparison's graph size; preparing it takes about a minute at 1 CPU, see the "
+                   "README for each size's times).")
+@click.option("--modules", type=click.IntRange(1, 5000), help="Embedded workload: modules [default: the size's].")
+@click.option("--packages", type=click.IntRange(1, 20000), help="Embedded workload: packages [default: the size's].")
 @click.option("--compile-target", type=click.Choice(["workload", "std"]), default="workload",
               show_default=True, help="What the compile suite builds with go build -a.")
 @click.option("--bench-package", metavar="PKG",
@@ -41,6 +50,15 @@ from .inputs import Inputs, inputs_options, json_option
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder [default: results/<UTC timestamp>].")
 @click.option("--seed", default=1, show_default=True, type=int, help="Seed of the run-order shuffle.")
+@click.option("--wait-quiet", type=click.FloatRange(0), is_flag=False, flag_value=300.0, default=None,
+              metavar="[SECONDS]",
+              help="Before measuring, wait until the host's 1-minute load average is below "
+                   "--quiet-load, for at most SECONDS (300 when none given); if it is not, "
+                   "measure anyway and record a warning.")
+@click.option("--quiet-load", type=click.FloatRange(0, min_open=True), metavar="LOAD",
+              help="Load average under which --wait-quiet counts the host as quiet "
+                   "[default: half the engine's CPUs].")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr (errors and warnings only).")
 @click.option("--cleanup", is_flag=True,
               help="Only remove the containers and volumes that gobuild runs which are no longer "
                    "running left behind, and say what was removed.")
@@ -50,14 +68,20 @@ from .inputs import Inputs, inputs_options, json_option
 @json_option
 @click.pass_context
 def bench_cmd(ctx: click.Context, inputs: Inputs, images, cpus, memory, cpuset, suites, runs, warmup, gomaxprocs,
-              workload, modules, packages, compile_target, bench_package, output, seed, cleanup,
-              older_than, as_json) -> None:
+              workload, workload_size, modules, packages, compile_target, bench_package, output, seed,
+              wait_quiet, quiet_load, quiet, cleanup, older_than, as_json) -> None:
     """Measure the Go toolchain in containers under cgroup CPU and memory limits.
 
     Suites: compile (go build -a, cold cache, per GOMAXPROCS), memory (peak memory of go env,
     go list -m all, go build, and a go test binary), sched (goroutine-creation latency),
     tooling (go list -deps, go mod graph, go list -m all), memstats (runtime.MemStats against
-    the cgroup's counters), gotest (go test -bench -benchmem with CPU and memory profiles).
+    the cgroup's counters), gotest (go test -bench -benchmem with CPU and memory profiles),
+    moddownload (go mod download from a local module proxy on a network with no other route,
+    with an empty module cache and with a warm persistent one).
+
+    Configurations (images, Go versions, suites, GOMAXPROCS values) are interleaved round by
+    round, so compare them within one run. Progress goes to stderr (live on a terminal, plain
+    lines otherwise, none with -q); stdout gets only the summary (or --json).
 
     Writes results.json, bench.txt (Go benchmark format: benchstat old/bench.txt new/bench.txt),
     report.md and profiles/ into --output, and prints a summary. Images whose architecture
@@ -68,6 +92,9 @@ def bench_cmd(ctx: click.Context, inputs: Inputs, images, cpus, memory, cpuset, 
       gobuild bench --cpus 0.5 --memory 2g
       gobuild bench --go 1.22 --go 1.27 --variant slim --platform linux/amd64 --suite compile
       gobuild bench --image gobuild/go:1.27.3-bookworm-amd64 --gomaxprocs 1,2 --runs 20
+      gobuild bench --suite tooling --workload-size large --wait-quiet 120
+      gobuild bench --suite moddownload --go 1.22 --variant slim --cpus 1
+      gobuild bench --image gobuild/go:1.27.3-slim-amd64 --image gobuild/go:1.27.3-slim-amd64  # A/A
       gobuild bench --cleanup                  # what crashed gobuild runs left behind
       gobuild bench --cleanup --older-than 1d  # also what other hosts' runs left
     """
@@ -76,6 +103,7 @@ def bench_cmd(ctx: click.Context, inputs: Inputs, images, cpus, memory, cpuset, 
     cpus_value, memory_value = parse_cpus(cpus), parse_memory(memory)  # before the engine
     procs = parse_gomaxprocs(gomaxprocs) if gomaxprocs else (max(1, math.ceil(cpus_value)),)
     age = parse_duration(older_than) if older_than else None
+    shape = workload_shape(workload_size, modules, packages)
     if age is not None and not cleanup:
         raise ConfigError("--older-than only goes with --cleanup: gobuild bench --cleanup --older-than 2d")
     if cleanup:
@@ -87,15 +115,17 @@ def bench_cmd(ctx: click.Context, inputs: Inputs, images, cpus, memory, cpuset, 
     opts = BenchOptions(
         images=images, cpus=cpus_value, memory=memory_value,
         cpuset=cpuset, suites=tuple(dict.fromkeys(suites)) or SUITES, runs=runs, warmup=warmup,
-        gomaxprocs=procs, workload=workload, workload_modules=modules, workload_packages=packages,
+        gomaxprocs=procs, workload=workload, workload_modules=shape[0], workload_packages=shape[1],
+        workload_size=None if (modules or packages) else (workload_size or "small"),
         compile_target=compile_target,
         bench_package=bench_package or ("." if workload else "./benchpkg"),
-        output=output or default_output(), seed=seed,
+        output=output or default_output(), seed=seed, wait_quiet=wait_quiet, quiet_load=quiet_load,
     )
-    results = bench(inputs, opts)
+    results = bench(inputs, opts, log=Progress.for_stderr(quiet))
     data = results.to_json()
     click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else summary_text(data))
-    click.echo(f"bench: wrote {opts.output}/results.json, bench.txt, report.md", err=True)
+    if not quiet:
+        click.echo(f"bench: wrote {opts.output}/results.json, bench.txt, report.md", err=True)
     if results.failed_runs:
         raise BenchError(
             f"{results.failed_runs} measured run(s) failed"

@@ -71,6 +71,9 @@ class BenchOptions:
     bench_package: str  # the package whose tests the memory and gotest suites run
     output: Path
     seed: int
+    workload_size: str | None = None  # the --workload-size the shape came from, if any
+    wait_quiet: float | None = None  # seconds to wait for a quiet host before measuring
+    quiet_load: float | None = None  # its 1-minute load threshold [default: quiet_threshold()]
 
     def __post_init__(self) -> None:
         if self.workload is None and self.workload_packages < self.workload_modules:
@@ -93,7 +96,41 @@ class BenchOptions:
                 "workload": str(self.workload) if self.workload else "embedded",
                 "workload_shape": None if self.workload else
                 {"modules": self.workload_modules, "packages": self.workload_packages},
+                "workload_size": None if self.workload else self.workload_size,
+                "configs": list(config_labels(self.images)),
+                "wait_quiet": self.wait_quiet, "quiet_load": self.quiet_load,
                 "compile_target": self.compile_target, "bench_package": self.bench_package}
+
+
+def config_labels(images: tuple[str, ...]) -> tuple[str, ...]:
+    """One configuration label per image: the reference itself, or, for an image named more
+    than once (an A/A check: the same image as two configurations, interleaved), the reference
+    with #1, #2, ... in the order given."""
+    seen: dict[str, int] = {}
+    out = []
+    for ref in images:
+        seen[ref] = seen.get(ref, 0) + 1
+        out.append(f"{ref}#{seen[ref]}" if images.count(ref) > 1 else ref)
+    return tuple(out)
+
+
+def quiet_threshold(engine_cpus: int) -> float:
+    """The default load under which a host counts as quiet: half its CPUs. The 1-minute load
+    average counts runnable tasks; below half the CPUs, a measured container limited to one
+    CPU on a two-CPU host mostly finds a CPU free. It is also where the results start to warn
+    that the host was busy, so a bench that waited is not warned about."""
+    return 0.5 * max(1, engine_cpus)
+
+
+def workload_shape(size: str | None, modules: int | None, packages: int | None) -> tuple[int, int]:
+    """(modules, packages) of the embedded workload: --modules and --packages when given,
+    else the named size's, else the small size's."""
+    from .workload import SIZES
+
+    base_modules, base_packages = SIZES[size or "small"]
+    if packages is None and modules is not None:  # every module holds at least one package
+        return modules, max(base_packages, modules)
+    return modules or base_modules, packages or base_packages
 
 
 _DURATION = re.compile(r"^(?P<n>\d+(\.\d+)?)(?P<unit>[smhd]?)$")

@@ -2,6 +2,25 @@
 
 Frozen dataclasses all the way down; `to_json()` gives the `gobuild.bench/v1` document that
 results.json holds (every raw sample, failed runs beside measured ones).
+
+Additions to v1 (additive: a reader of the first v1 documents reads these unchanged):
+- suite `moddownload`: records `GoModDownload/cache=cold` (an empty module cache) and
+  `GoModDownload/cache=warm` (a persistent cache already holding the graph), `go mod download`
+  from a module proxy on an isolated network; the compile suite's metrics (time, process peak,
+  cgroup peaks). The top-level `network` object says how that network was made and what a probe
+  inside it could reach (`proxy_reached` true, `other_routes` empty).
+- `config` in each target and record: the configuration label, which is the image reference,
+  or `REF#1`, `REF#2` when one image is benched as several configurations (an A/A check).
+  Group by `config`, not `image`, to keep such configurations apart.
+- `phase` in each memory record: `id` (go-env, go-list-m-all, go-build, go-test-binary) and
+  `comparison`, the phase as the published comparison of Go environments names it ("GOROOT
+  initialised", "module cache loaded", "test process peak"; null where it names none).
+- `load1_start` in each sample: the host's 1-minute load average when that run started (read
+  by the runner probe inside the container; the kernel's figure is the host's).
+- `host.load_at_round_start`: that figure for the first run of each measured round;
+  `host.quiet_wait`: what --wait-quiet saw (threshold, seconds waited, load before and after,
+  whether the host became quiet), or null when it was not asked for.
+- `options.workload_size`, `options.configs`, `options.wait_quiet`, `options.quiet_load`.
 """
 from __future__ import annotations
 
@@ -13,8 +32,9 @@ from . import benchfmt
 from .stats import Summary, summarize
 
 SCHEMA = "gobuild.bench/v1"
-Suite = Literal["compile", "memory", "sched", "tooling", "memstats", "gotest"]
-SUITES: tuple[Suite, ...] = ("compile", "memory", "sched", "tooling", "memstats", "gotest")
+Suite = Literal["compile", "memory", "sched", "tooling", "memstats", "gotest", "moddownload"]
+SUITES: tuple[Suite, ...] = ("compile", "memory", "sched", "tooling", "memstats", "gotest",
+                             "moddownload")
 Status = Literal["running", "complete", "interrupted", "failed"]
 
 # metric in a sample -> Go benchmark unit, per suite (all better lower). peak-RSS-bytes is a
@@ -33,12 +53,26 @@ METRICS: dict[str, list[tuple[str, str]]] = {
                  ("sys", "sys-bytes"), ("cgroup_usage", "cgroup-usage-bytes"),
                  ("cgroup_anon", "cgroup-anon-bytes"), ("cgroup_file", "cgroup-file-bytes")],
     "gotest": [("wall_ns", "ns/op")],
+    "moddownload": [("wall_ns", "ns/op"), ("user_ns", "user-ns/op"), ("sys_ns", "sys-ns/op"),
+                    ("peak_rss_bytes", "peak-RSS-bytes"), ("cgroup_peak_bytes", "cgroup-peak-bytes"),
+                    ("cgroup_anon_peak_bytes", "cgroup-anon-peak-bytes")],
+}
+
+# The memory suite's phases, and what the published comparison of Go environments calls the
+# phase each one stands for: the go command's own start (GOROOT read, nothing loaded), the
+# module graph loaded from the module cache, and the peak of a test process.
+MEMORY_PHASES: dict[str, str | None] = {
+    "go-env": "GOROOT initialised",
+    "go-list-m-all": "module cache loaded",
+    "go-build": None,
+    "go-test-binary": "test process peak",
 }
 
 
 def folder_name(ref: str) -> str:
-    """An image reference as one path component (profiles/<folder>/cpu.pprof)."""
-    return ref.replace("/", "_").replace(":", "_")
+    """An image reference or configuration label as one path component
+    (profiles/<folder>/cpu.pprof); '#' would end a link's path in a report."""
+    return ref.replace("/", "_").replace(":", "_").replace("#", "_")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,10 +87,16 @@ class Target:
     go_version: str
     emulated: bool
     volume: str
+    config: str = ""  # the configuration label [default: ref]; REF#N for a repeated image
+
+    @property
+    def label(self) -> str:
+        return self.config or self.ref
 
     def to_json(self) -> dict:
-        return {"image": self.ref, "image_id": self.image_id, "digest": self.digest,
-                "platform": self.platform, "go_version": self.go_version, "emulated": self.emulated}
+        return {"image": self.ref, "config": self.label, "image_id": self.image_id,
+                "digest": self.digest, "platform": self.platform, "go_version": self.go_version,
+                "emulated": self.emulated}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,10 +110,11 @@ class Config:
     gomaxprocs: int | None = None
     result_tag: str = "GOBUILD-RESULT"  # the line the probe prints its figures on
     working_dir: str | None = None  # [default: the workload's module]
+    env: tuple[tuple[str, str], ...] = ()  # environment of this configuration's runs
 
     @property
     def key(self) -> str:
-        return f"{self.target.ref}|{self.label}"
+        return f"{self.target.label}|{self.label}"
 
     @property
     def label(self) -> str:
@@ -126,12 +167,15 @@ class Record:
         cfg = self.config
         out = {
             "suite": cfg.suite, "name": cfg.name, "image": cfg.target.ref,
-            "gomaxprocs": cfg.gomaxprocs, "argv": list(cfg.argv), "emulated": cfg.target.emulated,
+            "config": cfg.target.label, "gomaxprocs": cfg.gomaxprocs, "argv": list(cfg.argv), "emulated": cfg.target.emulated,
             "samples": [s.to_json() for s in self.samples],
             "failed": [s.to_json() for s in self.failed],
             "summary": {m: (s.as_json() if (s := self.summary(m)) else None)
                         for m, _ in METRICS[cfg.suite]},
         }
+        if cfg.suite == "memory":
+            phase = cfg.name.split("=", 1)[-1]
+            out["phase"] = {"id": phase, "comparison": MEMORY_PHASES.get(phase)}
         if cfg.suite == "memstats":
             out["divergence"] = [divergence(s.values) for s in self.samples]
         if cfg.suite == "gotest":
@@ -180,6 +224,7 @@ class Results:
     warnings: tuple[str, ...] = ()
     profiles: tuple[str, ...] = ()  # paths under profiles/
     error: str | None = None
+    network: Mapping[str, Any] = field(default_factory=dict)  # the moddownload suite's network
 
     @property
     def oom(self) -> bool:
@@ -195,7 +240,7 @@ class Results:
             suites.setdefault(rec.config.suite, []).append(rec.to_json())
         for rec_json in suites.get("gotest", []):
             rec_json["profiles"] = [p for p in self.profiles
-                                    if p.startswith(folder_name(rec_json["image"]) + "/")]
+                                    if p.startswith(folder_name(rec_json["config"]) + "/")]
         out = {
             "schema": SCHEMA, "gobuild_version": self.gobuild_version, "run_id": self.run_id,
             "started": self.started, "finished": self.finished, "status": self.status,
@@ -206,5 +251,7 @@ class Results:
         }
         if self.error:
             out["error"] = self.error
+        if self.network:
+            out["network"] = dict(self.network)
         return out
 

@@ -3,10 +3,12 @@ check the limits in force, run the suites round by round, and write the outputs 
 measured round, so that a failure late in a run keeps what was measured."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import docker
@@ -15,10 +17,11 @@ from .. import __version__, engine
 from ..errors import BenchError, ConfigError
 from ..inputs import Inputs
 from ..matrix import Selection, select
-from . import output
-from .options import BenchOptions
+from . import modproxy, output
+from .options import BenchOptions, config_labels, quiet_threshold
+from .progress import Progress
 from .results import METRICS, Record, Results, Target
-from .runner import Bench, configs, log_stderr, rounds
+from .runner import Bench, configs, rounds
 
 # A memory limit is rounded to the kernel's page size (4 KiB, or 16 or 64 KiB on some arm64
 # kernels, the Raspberry Pi 5's among them).
@@ -120,36 +123,101 @@ def warnings_for(host: dict, records: tuple[Record, ...], targets: list[Target])
         warns.append(f"CPU governor is {gov!r}, not 'performance': frequency scaling adds noise")
     for t in targets:
         if t.emulated:
-            warns.append(f"{t.ref} ({t.platform}) ran under emulation: {output.EMULATION_NOTE.split(': ', 1)[1]}")
+            warns.append(f"{t.label} ({t.platform}) ran under emulation: {output.EMULATION_NOTE.split(': ', 1)[1]}")
     for rec in records:
         cfg = rec.config
         metric = METRICS[cfg.suite][0][0]
         s = rec.summary(metric)
         if s and s.outliers:
-            warns.append(f"{cfg.name} on {cfg.target.ref}: {s.outliers} outlier(s) in {s.n} runs (MAD)")
+            warns.append(f"{cfg.name} on {cfg.target.label}: {s.outliers} outlier(s) in {s.n} runs (MAD)")
         if s and s.n < 6:
             few.add(s.n)
         if rec.failed:
             kind = "OOM-killed" if any(f.oom for f in rec.failed) else "failed"
-            warns.append(f"{cfg.label} on {cfg.target.ref}: {len(rec.failed)} run(s) {kind}")
+            warns.append(f"{cfg.label} on {cfg.target.label}: {len(rec.failed)} run(s) {kind}")
     if few:
         warns.append(f"{min(few)} measured run(s) give no 95% confidence interval of the median "
                      "(6 needed, 10 recommended): raise --runs")
     return warns
 
 
+@dataclass(frozen=True, kw_only=True)
+class QuietWait:
+    """What --wait-quiet saw: the 1-minute load average before and after waiting."""
+
+    threshold: float
+    limit_s: float
+    waited_s: float
+    load_before: float | None
+    load_after: float | None
+    quiet: bool
+
+    def warning(self) -> str | None:
+        if self.quiet:
+            return None
+        if self.load_after is None:
+            return "--wait-quiet: the host's load average could not be read; measured without waiting"
+        return (f"--wait-quiet: the host did not become quiet in {self.limit_s:g} s (1-minute load "
+                f"average {self.load_after:.2f}, threshold {self.threshold:.2f}): times may be inflated")
+
+
+def wait_quiet(read_load: Callable[[], float | None], threshold: float, limit: float,
+               update: Callable[[str], None] = lambda text: None, *, poll: float = 5.0,
+               sleep: Callable[[float], None] = time.sleep,
+               clock: Callable[[], float] = time.monotonic) -> QuietWait:
+    """Wait until the 1-minute load average is below threshold, or give up after limit
+    seconds. The kernel updates the figure every 5 s, so polling faster tells nothing new."""
+    start = clock()
+    before = load = read_load()
+    while load is not None and load >= threshold:
+        left = limit - (clock() - start)
+        if left <= 0:
+            break
+        update(f"waiting for a quiet host: load {load:.2f}, threshold {threshold:.2f}, "
+               f"giving up in {left:.0f} s")
+        sleep(min(poll, left))
+        load = read_load()
+    return QuietWait(threshold=threshold, limit_s=limit, waited_s=round(clock() - start, 1),
+                     load_before=before, load_after=load,
+                     quiet=load is not None and load < threshold)
+
+
+def local_load() -> float | None:
+    """This machine's 1-minute load average."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def load_reader(engine_client: docker.DockerClient, bench: Bench, target: Target) -> Callable[[], float | None]:
+    """Where the engine's host load comes from: this machine's /proc/loadavg when the engine
+    listens on a local socket, else the runner probe in a container on the engine's host (the
+    kernel's load average is not per container)."""
+    if str(getattr(engine_client.api, "base_url", "")).startswith("http+docker://local"):
+        return local_load
+
+    def remote() -> float | None:
+        try:
+            return float(str(bench.facts(target).get("loadavg", "")).split()[0])
+        except (ValueError, IndexError):
+            return None
+    return remote
+
+
 def run_bench(engine_client: docker.DockerClient, opts: BenchOptions, run_id: str,
-              log: Callable[[str], None] = log_stderr) -> Results:
+              log: Progress | Callable[[str], None] | None = None) -> Results:
     """Run the bench; results (results.json, bench.txt, report.md, profiles/) are written into
     opts.output after every measured round and at the end, whatever ends the run: an error or
     Ctrl-C after the first measured round leaves what was measured, marked with its status."""
     facts_engine = engine.facts(engine_client)
     requested = {"cpus": opts.cpus, "memory": opts.memory, "cpuset": opts.cpuset, "swap": 0}
     started = _now()
-    log(f"run id {run_id}: {len(opts.images)} image(s), suites {', '.join(opts.suites)}, "
-        f"{opts.runs} runs after {opts.warmup} warm-up, limits {opts.cpus:g} CPUs / {opts.memory} bytes")
-    bench = Bench(engine_client, opts, run_id, facts_engine.arch, log)
-    targets = [bench.prepare(ref, i) for i, ref in enumerate(opts.images)]
+    bench = Bench(engine_client, opts, run_id, facts_engine.arch, log or Progress())
+    bench.log(f"run id {run_id}: {len(opts.images)} configuration(s), suites {', '.join(opts.suites)}, "
+              f"{opts.runs} runs after {opts.warmup} warm-up, limits {opts.cpus:g} CPUs / {opts.memory} bytes")
+    targets = [bench.prepare(ref, i, label)
+               for i, (ref, label) in enumerate(zip(opts.images, config_labels(opts.images)))]
     inside = bench.facts(targets[0])
     effective = effective_limits(inside)
     for t in targets:
@@ -161,6 +229,7 @@ def run_bench(engine_client: docker.DockerClient, opts: BenchOptions, run_id: st
         "cgroup_version": inside.get("cgroup_version"), "kernel": inside.get("kernel"),
         "cpu_model": inside.get("cpu_model"), "governor": inside.get("governor") or None,
         "loadavg_start": inside.get("loadavg"), "cpus_online": inside.get("nproc_online"),
+        "quiet_wait": None, "load_at_round_start": [],
     }
     cfgs = configs(opts, targets)
     extra_warnings = [output.MEMINFO_NOTE] if "memstats" in opts.suites else []
@@ -172,17 +241,35 @@ def run_bench(engine_client: docker.DockerClient, opts: BenchOptions, run_id: st
     )
     profiles: dict[str, bytes] = {}
 
-    def on_round(records: tuple[Record, ...], done: int, profs: dict[str, bytes]) -> None:
+    def on_round(records: tuple[Record, ...], done: int, profs: dict[str, bytes],
+                 loads: list[float | None]) -> None:
         nonlocal results
         profiles.update(profs)
-        results = replace(results, records=records, rounds_done=done,
+        host["load_at_round_start"] = loads
+        results = replace(results, records=records, rounds_done=done, host=dict(host),
                           warnings=tuple(warnings_for(host, records, targets) + extra_warnings),
                           profiles=tuple(sorted(profiles)))
         output.write_all(opts.output, results, profiles)
 
     status, error = "failed", None
     try:
-        rounds(bench, cfgs, opts, on_round)
+        with contextlib.ExitStack() as stack:
+            if "moddownload" in opts.suites:
+                bench.proxies = stack.enter_context(modproxy.serving(bench, targets))
+                results = replace(results, network=bench.proxies.facts())
+            if opts.wait_quiet is not None:  # after the preparation: its tail is load too
+                threshold = opts.quiet_load or quiet_threshold(facts_engine.cpus)
+                with bench.progress.step(f"waiting up to {opts.wait_quiet:g} s for a 1-minute "
+                                         f"load average below {threshold:.2f}") as update:
+                    waited = wait_quiet(load_reader(engine_client, bench, targets[0]), threshold,
+                                        opts.wait_quiet, update)
+                host["quiet_wait"] = asdict(waited)
+                if waited.load_after is not None:  # the load measuring starts with
+                    host["loadavg_start"] = f"{waited.load_after:.2f}"
+                if warning := waited.warning():
+                    extra_warnings.append(warning)
+                    bench.progress.warn(warning)
+            rounds(bench, cfgs, opts, on_round)
         status = "complete"
     except KeyboardInterrupt:
         status, error = "interrupted", "interrupted by the user"
@@ -198,23 +285,25 @@ def run_bench(engine_client: docker.DockerClient, opts: BenchOptions, run_id: st
             except OSError as exc:
                 if status == "complete":
                     raise ConfigError(f"cannot write the results into {opts.output}: {exc}") from None
-                log(f"could not write the partial results into {opts.output}: {exc}")
+                bench.progress.warn(f"could not write the partial results into {opts.output}: {exc}")
     return results
 
 
 def bench(inputs: Inputs, opts: BenchOptions, engine_client: docker.DockerClient | None = None,
-          log: Callable[[str], None] = log_stderr) -> Results:
+          log: Progress | Callable[[str], None] | None = None) -> Results:
     """The whole `gobuild bench`: the images (opts.images, else the selected cells'), the limits
-    checked against the engine, a run id, the run, and every container and volume of the run
-    removed on every way out (Ctrl-C and SIGTERM included)."""
+    checked against the engine, a run id, the run, and every container, volume and network of
+    the run removed on every way out (Ctrl-C and SIGTERM included). Progress goes to log: a
+    Progress (live on a terminal, plain lines, or nothing), or a function that takes lines."""
     check_output(opts.output)
     engine_client = engine_client or engine.client()
     opts = replace(opts, images=choose_images(engine_client, inputs, opts.images))
     facts = engine.facts(engine_client)
     opts.check_engine(facts.cpus, facts.memory_bytes)
     run_id = engine.new_run_id()
-    with engine.cleanup_on_exit(engine_client, run_id):
-        return run_bench(engine_client, opts, run_id, log)
+    progress = log if isinstance(log, Progress) else Progress() if log is None else Progress.lines(log)
+    with progress, engine.cleanup_on_exit(engine_client, run_id):
+        return run_bench(engine_client, opts, run_id, progress)
 
 
 def check_output(folder: Path) -> None:

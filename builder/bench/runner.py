@@ -3,7 +3,8 @@ limits, configurations interleaved round by round and shuffled within a round.
 
 Per image, a labelled volume mounted at /gobuild holds the workload, its module cache and the
 probe programs, which a preparation container builds with the toolchain under test. Measured
-containers have no network and a fresh GOCACHE (their own /tmp). Every measured command runs
+containers have no network (the moddownload suite's: only the run's isolated network with its
+module proxy, see modproxy.py) and a fresh GOCACHE (their own /tmp). Every measured command runs
 under the runner probe, which reads the cgroup's counters (peaks, OOM kills) from inside.
 """
 from __future__ import annotations
@@ -21,8 +22,9 @@ import docker
 
 from .. import engine
 from ..errors import BenchError
-from . import benchfmt, workload
+from . import benchfmt, modproxy, workload
 from .options import BenchOptions
+from .progress import Progress
 from .results import Config, Record, Sample, Target, folder_name
 
 MOUNT = "/gobuild"
@@ -100,12 +102,16 @@ class Bench:
     (engine.cleanup_on_exit) on every way out."""
 
     def __init__(self, engine_client: docker.DockerClient, opts: BenchOptions, run_id: str,
-                 engine_arch: str, log: Callable[[str], None]):
+                 engine_arch: str, log: Progress | Callable[[str], None]):
         self.client, self.opts, self.run_id = engine_client, opts, run_id
-        self.engine_arch, self.log = engine_arch, log
+        self.engine_arch = engine_arch
+        # a Progress, or a plain function that takes lines (benchmarks/ scripts pass one)
+        self.progress = log if isinstance(log, Progress) else Progress.lines(log)
+        self.log = self.progress
+        self.proxies: modproxy.Proxies | None = None  # set while the moddownload suite runs
 
     def spec(self, target: Target, command: list[str], *, role: str, limits: bool = True,
-              env: dict | None = None, user: str | None = None, network: bool = False,
+              env: dict | None = None, user: str | None = None, network: bool | str = False,
               timeout: float = RUN_TIMEOUT, working_dir: str = f"{MOUNT}/work") -> engine.Spec:
         o = self.opts
         return engine.Spec(
@@ -116,7 +122,7 @@ class Bench:
             volumes={target.volume: MOUNT}, user=user, working_dir=working_dir, timeout=timeout,
         )
 
-    def prepare(self, ref: str, index: int) -> Target:
+    def prepare(self, ref: str, index: int, label: str = "") -> Target:
         info = engine.image_info(self.client, ref)
         arch = info.get("Architecture", "?")
         labels = (info.get("Config") or {}).get("Labels") or {}
@@ -125,17 +131,18 @@ class Bench:
         digests = info.get("RepoDigests") or []
         target = Target(ref=ref, image_id=info["Id"], digest=digests[0] if digests else None,
                         platform=f"linux/{arch}", arch=arch, go_version=version,
-                        emulated=arch != self.engine_arch, volume=volume)
+                        emulated=arch != self.engine_arch, volume=volume, config=label)
         o = self.opts
         files = workload.user_workload(o.workload) if o.workload else workload.module_graph(
             o.workload_modules, o.workload_packages)
         files.update(workload.probe_files())
         script, network = prep_script(o), o.workload is not None
-        self.log(f"preparing {ref} ({target.platform}{', emulated' if target.emulated else ''}): "
-                 "workload, module cache, probes")
         spec = self.spec(target, ["sh", "-c", script], role="prepare", limits=False, user="0",
                           network=network, timeout=PREP_TIMEOUT, working_dir=MOUNT)
-        done = engine.run(self.client, spec, self.run_id, files={MOUNT: workload.tarball(files)})
+        with self.progress.step(f"preparing {target.label} ({target.platform}"
+                                f"{', emulated' if target.emulated else ''}): workload, module "
+                                "cache, probes"):
+            done = engine.run(self.client, spec, self.run_id, files={MOUNT: workload.tarball(files)})
         if done.exit_code != 0 or "GOBUILD-PREPARED" not in done.output:
             raise BenchError(f"preparing {ref} failed ({done.tail()}): does the workload build, "
                              f"and does --bench-package {o.bench_package} name a package with tests?")
@@ -154,10 +161,17 @@ class Bench:
         """Run one configuration once in a fresh container; returns the sample and, for the
         gotest suite when asked, its profiles."""
         env = {"GOMAXPROCS": str(cfg.gomaxprocs)} if cfg.gomaxprocs else {}
+        env.update(cfg.env)
+        network: bool | str = False
+        if cfg.suite == "moddownload":  # the run's isolated network, and its proxy only
+            if self.proxies is None:
+                raise BenchError("moddownload: no module proxy runs (a bug: run_bench starts it)")
+            env["GOPROXY"] = self.proxies.urls[cfg.target.label]
+            network = self.proxies.network
         quiet = cfg.result_tag == "GOBUILD-RESULT" and cfg.suite != "gotest"
         argv = [RUNNER, *(["-quiet"] if quiet else []), *cfg.argv]
         profiles: dict[str, bytes] = {}
-        spec = self.spec(cfg.target, argv, role="run", env=env,
+        spec = self.spec(cfg.target, argv, role="run", env=env, network=network,
                           working_dir=cfg.working_dir or f"{MOUNT}/work")
         with engine.Container(self.client, spec, self.run_id) as ctr:
             done = ctr.run()
@@ -168,7 +182,7 @@ class Bench:
             sample = to_sample(cfg, done, self.opts.memory)
             if keep_profiles and not sample.failed:
                 for name in PROFILES:
-                    profiles.update({f"{folder_name(cfg.target.ref)}/{name}": data for data in
+                    profiles.update({f"{folder_name(cfg.target.label)}/{name}": data for data in
                                      ctr.fetch(f"{PROFILE_DIR}/{name}").values()})
         return sample, profiles
 
@@ -193,10 +207,13 @@ def to_sample(cfg: Config, done: engine.Finished, memory_limit: int) -> Sample:
         said = "\n".join(ln for ln in done.output.splitlines() if not ln.startswith("GOBUILD-"))
         return Sample(exit_code=exit_code or done.exit_code or -1,
                       error=said.strip()[-300:] or "no output")
-    values = {k: v for k, v in data.items() if isinstance(v, (int, float)) and k != "exit_code"}
+    values = {k: v for k, v in data.items() if isinstance(v, (int, float))
+              and k not in ("exit_code", "load1_start")}
     if cfg.result_tag != "GOBUILD-RESULT":  # the probe's own figures, timed by the runner
         values["wall_ns"] = figures.get("wall_ns", -1)
     extra: dict = {"argv": list(cfg.argv)}
+    if isinstance(figures.get("load1_start"), (int, float)) and figures["load1_start"] >= 0:
+        extra["load1_start"] = figures["load1_start"]  # the host's load: a fact, not a metric
     if figures.get("signal"):
         extra["signal"] = figures["signal"]
     if cfg.suite == "gotest":
@@ -244,6 +261,12 @@ def configs(opts: BenchOptions, targets: list[Target]) -> list[Config]:
             out.append(Config(suite="memstats", name=f"MemStats/alloc={mib}MiB", target=t,
                               argv=(f"{MOUNT}/bin/memstats", "-mb", str(mib)), gomaxprocs=first,
                               result_tag="GOBUILD-MEMSTATS"))
+        if "moddownload" in opts.suites:  # cold: an empty cache; warm: the persistent one
+            argv = modproxy.download_argv(opts.workload is not None)
+            for cache, path in (("cold", modproxy.COLD_CACHE), ("warm", modproxy.WARM_CACHE)):
+                out.append(Config(suite="moddownload", name=f"GoModDownload/cache={cache}",
+                                  target=t, argv=argv, gomaxprocs=first,
+                                  env=(("GOMODCACHE", path),)))
         if "gotest" in opts.suites:  # the test binary go test -c built in the preparation
             out.append(Config(suite="gotest", name="GoTest", target=t, gomaxprocs=first, argv=(
                 TEST_BINARY, "-test.run", "^$", "-test.bench", ".", "-test.benchmem",
@@ -252,31 +275,40 @@ def configs(opts: BenchOptions, targets: list[Target]) -> list[Config]:
     return out
 
 
-def rounds(bench: Bench, cfgs: list[Config], opts: BenchOptions,
-           on_round: Callable[[tuple[Record, ...], int, dict[str, bytes]], None]) -> tuple[Record, ...]:
+OnRound = Callable[[tuple[Record, ...], int, dict[str, bytes], list[float | None]], None]
+
+
+def rounds(bench: Bench, cfgs: list[Config], opts: BenchOptions, on_round: OnRound) -> tuple[Record, ...]:
     """Warm-up rounds (discarded), then measured rounds; each round runs every configuration
-    once, in an order shuffled with the seed. After each measured round, on_round gets the
-    records so far, the rounds done and the profiles of the newest gotest runs."""
+    of every image once, in an order shuffled with the seed, so that configurations are
+    interleaved, never run in blocks. After each measured round, on_round gets the records so
+    far, the rounds done, the profiles of the newest gotest runs and the host's 1-minute load
+    average at the start of each measured round (None where the probe could not read it)."""
     records = {c.key: Record(config=c) for c in cfgs}
     rng = random.Random(opts.seed)
     total = opts.warmup + opts.runs
     profiles: dict[str, bytes] = {}
+    loads: list[float | None] = []
+    bench.progress.start_runs(total * len(cfgs))
     for r in range(total):
         order = list(cfgs)
         rng.shuffle(order)
         measured = r >= opts.warmup
         for i, cfg in enumerate(order, 1):
+            what = (f"round {r + 1}/{total} ({'run' if measured else 'warm-up'}) {i}/{len(order)} "
+                    f"{cfg.label} {cfg.target.label}")
+            bench.progress.run_started(what)
             start = time.monotonic()
             s, profs = bench.sample(cfg, keep_profiles=measured and cfg.suite == "gotest")
             took = time.monotonic() - start
-            state = "OOM" if s.oom else ("failed" if s.failed else f"{took:.1f} s")
-            bench.log(f"round {r + 1}/{total} ({'run' if measured else 'warm-up'}) {i}/{len(order)} "
-                      f"{cfg.label} {cfg.target.ref}: {state}")
+            bench.progress.run_done(what, "OOM" if s.oom else ("failed" if s.failed else f"{took:.1f} s"))
             if measured:
+                if i == 1:
+                    loads.append(s.extra.get("load1_start"))
                 records[cfg.key] = records[cfg.key].add(s)
                 profiles.update(profs)
         if measured:
-            on_round(tuple(records.values()), r + 1 - opts.warmup, profiles)
+            on_round(tuple(records.values()), r + 1 - opts.warmup, profiles, list(loads))
     return tuple(records.values())
 
 

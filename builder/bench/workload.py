@@ -6,6 +6,13 @@ Layout inside the bench volume (mounted at /gobuild):
     proxy/<module>/@v/     list, v1.0.0.info, v1.0.0.mod, v1.0.0.zip for every module
     probe/                 the probe programs (runner, sched, memstats), built in the container
 Everything is generated deterministically, so two runs bench the same code.
+
+Sizes (`--workload-size`): small is the default shape that earlier results measured; large
+approaches the module count of the published comparison of Go environments (about 1,200
+modules), so that `go list -deps`, `go mod graph` and `go list -m all` work on a graph of
+realistic size. Each module requires at most FANOUT modules of the next layer (as real modules
+require a handful each, not hundreds), so a large graph's edges grow with its modules, not
+with their square.
 """
 from __future__ import annotations
 
@@ -19,10 +26,23 @@ VERSION = "v1.0.0"
 STAMP = (2024, 1, 1, 0, 0, 0)
 PROBE_DIR = Path(__file__).resolve().parent / "probe"
 GO_DIRECTIVE = "go 1.21"
+FANOUT = 8  # modules of the next layer each module requires (all of them in layers this small)
+# name -> (modules, packages); the times each takes are in the README's bench section
+SIZES: dict[str, tuple[int, int]] = {"small": (20, 100), "medium": (200, 600), "large": (1200, 2400)}
 
 
 def _module(i: int) -> str:
     return f"example.com/m{i:02d}"
+
+
+def requirements(layer: list[int], next_layer: list[int], module: int) -> list[int]:
+    """The modules of the next layer that a module requires: all of them up to FANOUT, else a
+    window of FANOUT that starts further along for each module, so that every module of the
+    next layer is required by some module of this one."""
+    if len(next_layer) <= FANOUT:
+        return list(next_layer)
+    start = layer.index(module) * FANOUT
+    return [next_layer[(start + j) % len(next_layer)] for j in range(FANOUT)]
 
 
 def layers(modules: int, depth: int = 4) -> list[list[int]]:
@@ -120,15 +140,16 @@ def package_counts(modules: int, packages: int) -> list[int]:
 
 def module_graph(modules: int = 20, packages: int = 100) -> dict[str, bytes]:
     """Files of the synthetic graph (paths relative to /gobuild): `modules` modules in up to 4
-    layers, `packages` packages in all; each package imports one package of each of (up to)
-    two modules of the next layer, and the main module imports every package."""
+    layers, `packages` packages in all; each module requires up to FANOUT modules of the next
+    layer, each package imports one package of each of (up to) two of them, and the main module
+    imports every package."""
     counts = package_counts(modules, packages)
     by_layer = layers(modules)
     layer_of = {m: li for li, ms in enumerate(by_layer) for m in ms}
     files: dict[str, bytes] = {}
     for m in range(modules):
         li = layer_of[m]
-        deps = by_layer[li + 1] if li + 1 < len(by_layer) else []
+        deps = requirements(by_layer[li], by_layer[li + 1], m) if li + 1 < len(by_layer) else []
         mod = _module(m)
         gomod = f"module {mod}\n\n{GO_DIRECTIVE}\n"
         if deps:

@@ -8,6 +8,7 @@ import pytest
 from builder import engine
 from builder.bench import benchfmt, output, runner
 from builder.bench.options import BenchOptions
+from builder.bench.progress import Progress
 from builder.bench.results import SUITES, Record, Results, Sample, Target
 
 TARGET = Target(ref="gobuild/go:1.22.10-slim-amd64", image_id="sha256:1", digest=None,
@@ -51,13 +52,13 @@ def test_rounds_interleave_and_warm_up_every_suite(tmp_path):
     written: list[int] = []
 
     class FakeBench:
-        log = staticmethod(lambda message: None)
+        progress = Progress("quiet")
 
         def sample(self, cfg, keep_profiles=False):
             ran.append((len(ran) // len(cfgs), cfg.key))
             return Sample(values={"wall_ns": 1.0}), {}
 
-    records = runner.rounds(FakeBench(), cfgs, o, lambda recs, done, profs: written.append(done))
+    records = runner.rounds(FakeBench(), cfgs, o, lambda recs, done, profs, loads: written.append(done))
     assert len(ran) == len(cfgs) * (o.warmup + o.runs)
     for r in range(o.warmup + o.runs):  # every configuration once a round, gotest too
         assert sorted(k for i, k in ran if i == r) == sorted(c.key for c in cfgs)

@@ -4,7 +4,8 @@
 // hands back in wait4's ru_maxrss, so short-lived compile and link processes count; also the
 // largest VmHWM seen by polling every process of the container); the cgroup's own figures
 // under their own names (its peak usage, page cache included, and the largest anonymous
-// memory seen by polling); and the cgroup's OOM-kill counter before and after.
+// memory seen by polling); the cgroup's OOM-kill counter before and after; and the host's
+// 1-minute load average when the command started (load1_start).
 //
 // With -facts it prints "GOBUILD-FACTS {json}": the limits in force as the container's own
 // cgroup shows them (v1 and v2), CPU model, governor, load average, kernel, memory.
@@ -133,6 +134,7 @@ type result struct {
 	CgroupPeak    int64    `json:"cgroup_peak_bytes"`
 	CgroupAnon    int64    `json:"cgroup_anon_peak_bytes"`
 	OOMKillsDelta int64    `json:"oom_kills"`
+	Load1Start    float64  `json:"load1_start"`
 }
 
 // tail keeps the last bytes written to it: a quiet command's output, shown if it fails.
@@ -155,6 +157,7 @@ func run(argv []string, quiet bool) result {
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	}
 	oom0 := oomKills()
+	load1 := load1()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "runner:", err)
@@ -190,7 +193,8 @@ func run(argv []string, quiet bool) result {
 	wall := time.Since(start)
 	close(done)
 	p := <-handed
-	r := result{Argv: argv, WallNS: wall.Nanoseconds(), VmHWMBytes: p.hwm, CgroupAnon: p.anon, CgroupPeak: memPeak()}
+	r := result{Argv: argv, WallNS: wall.Nanoseconds(), VmHWMBytes: p.hwm, CgroupAnon: p.anon,
+		CgroupPeak: memPeak(), Load1Start: load1}
 	if oom1 := oomKills(); oom0 >= 0 && oom1 >= 0 {
 		r.OOMKillsDelta = oom1 - oom0
 	}
@@ -209,6 +213,19 @@ func run(argv []string, quiet bool) result {
 		os.Stderr.Write(said.buf) // why it failed, even when quiet
 	}
 	return r
+}
+
+// load1 is the 1-minute load average: the host's, as /proc/loadavg is not per container.
+func load1() float64 {
+	fields := strings.Fields(read("/proc/loadavg"))
+	if len(fields) == 0 {
+		return -1
+	}
+	v, err := strconv.ParseFloat(fields[0], 64)
+	if err != nil {
+		return -1
+	}
+	return v
 }
 
 func facts() map[string]any {
