@@ -157,10 +157,17 @@ class CacheInfo:
         return self.last_use or self.created
 
 
-def list_caches(engine_client: docker.DockerClient, run_id: str) -> list[CacheInfo]:
-    """Every gobuild cache volume with its size (from the engine's disk usage) and last use
-    (read from the volumes through a container that is created, never started)."""
-    vols = sorted(engine_client.volumes.list(filters={"label": CACHE_LABEL}), key=lambda v: v.name)
+def owned_by(labels: dict, uid: str | None) -> bool:
+    return uid is None or (labels.get(USER_LABEL) or "").split(":")[0] == uid
+
+
+def list_caches(engine_client: docker.DockerClient, run_id: str,
+                uid: str | None = None) -> list[CacheInfo]:
+    """Every gobuild cache volume (of uid, when given) with its size (from the engine's disk
+    usage) and last use (read from the volumes through a container that is created, never
+    started)."""
+    vols = sorted((v for v in engine_client.volumes.list(filters={"label": CACHE_LABEL})
+                   if owned_by(v.attrs.get("Labels") or {}, uid)), key=lambda v: v.name)
     if not vols:
         return []
     sizes = {v["Name"]: (v.get("UsageData") or {}).get("Size")
@@ -205,11 +212,13 @@ def stale(caches: list[CacheInfo], older_than: float | None, now: float) -> list
     return [c for c in caches if c.used is None or now - c.used > older_than]
 
 
-def prune(engine_client: docker.DockerClient, older_than: float | None, run_id: str) -> list[tuple[CacheInfo, str | None]]:
-    """Remove the cache volumes not used for older_than seconds (all, when None); returns each
-    with None when removed, or why it was kept (a container uses it)."""
+def prune(engine_client: docker.DockerClient, older_than: float | None, run_id: str,
+          uid: str | None = None) -> list[tuple[CacheInfo, str | None]]:
+    """Remove the cache volumes (of uid, when given) not used for older_than seconds (all,
+    when None); returns each with None when removed, or why it was kept (a container uses
+    it)."""
     out = []
-    for info in stale(list_caches(engine_client, run_id), older_than, time.time()):
+    for info in stale(list_caches(engine_client, run_id, uid), older_than, time.time()):
         try:
             engine_client.volumes.get(info.name).remove(force=False)
             out.append((info, None))
@@ -220,18 +229,19 @@ def prune(engine_client: docker.DockerClient, older_than: float | None, run_id: 
     return out
 
 
-def list_all(engine_client: docker.DockerClient | None = None) -> list[CacheInfo]:
+def list_all(uid: str | None = None,
+             engine_client: docker.DockerClient | None = None) -> list[CacheInfo]:
     """`gobuild cache ls`."""
     engine_client = engine_client or engine.client()
     run_id = engine.new_run_id()
     with engine.cleanup_on_exit(engine_client, run_id):
-        return list_caches(engine_client, run_id)
+        return list_caches(engine_client, run_id, uid)
 
 
-def prune_all(older_than: float | None,
+def prune_all(older_than: float | None, uid: str | None = None,
               engine_client: docker.DockerClient | None = None) -> list[tuple[CacheInfo, str | None]]:
     """`gobuild cache prune`."""
     engine_client = engine_client or engine.client()
     run_id = engine.new_run_id()
     with engine.cleanup_on_exit(engine_client, run_id):
-        return prune(engine_client, older_than, run_id)
+        return prune(engine_client, older_than, run_id, uid)

@@ -128,27 +128,39 @@ def cache_cmd() -> None:
     """
 
 
+uid_option = click.option("--user", "uid", metavar="UID", callback=lambda ctx, p, v: _uid(v),
+                          help="Only the caches of this uid [default: everyone's].")
+
+
+def _uid(value: str | None) -> str | None:
+    if value is not None and not value.isdigit():
+        raise ConfigError(f"--user {value!r}: give a numeric uid (for example 1000)")
+    return value
+
+
 @cache_cmd.command("ls")
+@uid_option
 @json_option
-def cache_ls_cmd(as_json: bool) -> None:
+def cache_ls_cmd(uid: str | None, as_json: bool) -> None:
     """List the cache volumes: kind, Go release, platform, owner, size, last use.
 
     \b
     Examples:
       gobuild cache ls
-      gobuild cache ls --json
+      gobuild cache ls --user 1000 --json
     """
     from .cache import list_all
 
-    caches = list_all()
+    caches = list_all(uid)
     emit([c.as_json() for c in caches], as_json, cache_table(caches))
 
 
 @cache_cmd.command("prune")
 @click.option("--older-than", metavar="AGE",
               help="Only the caches not used for AGE (90m, 12h, 30d) [default: all of them].")
+@uid_option
 @json_option
-def cache_prune_cmd(older_than: str | None, as_json: bool) -> None:
+def cache_prune_cmd(older_than: str | None, uid: str | None, as_json: bool) -> None:
     """Remove cache volumes (all, or those not used for --older-than AGE).
 
     A volume a running container uses is kept, and said so.
@@ -156,12 +168,12 @@ def cache_prune_cmd(older_than: str | None, as_json: bool) -> None:
     \b
     Examples:
       gobuild cache prune --older-than 30d
-      gobuild cache prune
+      gobuild cache prune --user 1000
     """
     from .bench.options import parse_duration
     from .cache import prune_all
 
-    pruned = prune_all(parse_duration(older_than) if older_than else None)
+    pruned = prune_all(parse_duration(older_than) if older_than else None, uid)
     freed = sum(info.size or 0 for info, kept in pruned if kept is None)
     lines = [f"removed {info.name} ({_size(info.size)})" if kept is None
              else f"kept {info.name}: {kept}" for info, kept in pruned]
