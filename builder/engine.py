@@ -298,6 +298,13 @@ def keep_containers() -> bool:
     return os.environ.get("GOBUILD_KEEP_CONTAINERS") == "1"
 
 
+def block_stop_signals() -> None:
+    """For a helper thread: Ctrl-C and SIGTERM then reach the main thread, whose blocking
+    wait they interrupt (Python runs signal handlers in the main thread only, and a signal
+    the kernel hands to another thread would leave the main thread waiting)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def container_name(spec: Spec, run_id: str) -> str:
     return f"gobuild-{spec.role}-{run_id}-{uuid.uuid4().hex[:8]}"
 
@@ -363,13 +370,13 @@ class Container:
             for is_stderr in (False, True)]
         for stream in streams:
             stream.start()
-        try:
-            return self._wait()
-        finally:
-            for stream in streams:
-                stream.join(timeout=30)
+        finished = self._wait()  # on Ctrl-C, no join: removing the container ends the streams
+        for stream in streams:
+            stream.join(timeout=30)
+        return finished
 
     def _follow(self, on_output: OnOutput, is_stderr: bool) -> None:
+        block_stop_signals()
         with contextlib.suppress(Exception):  # a broken stream must not end the run
             for chunk in self._ctr.logs(stdout=not is_stderr, stderr=is_stderr, stream=True,
                                         follow=True):

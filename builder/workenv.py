@@ -329,7 +329,8 @@ def run(inputs: Inputs, opts: RunOptions, *, json_output: bool = False,
         if opts.parallel <= 1 or not several:
             results = [one(i, t) for i, t in enumerate(chosen, 1)]
         else:
-            pool = ThreadPoolExecutor(max_workers=min(opts.parallel, len(chosen)))
+            pool = ThreadPoolExecutor(max_workers=min(opts.parallel, len(chosen)),
+                                      initializer=engine.block_stop_signals)
             try:
                 futures = [pool.submit(one, i, t) for i, t in enumerate(chosen, 1)]
                 results = [f.result() for f in futures]
