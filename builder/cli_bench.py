@@ -55,9 +55,9 @@ from .inputs import Inputs, inputs_options, json_option
               help="Before measuring, wait until the host's 1-minute load average is below "
                    "--quiet-load, for at most SECONDS (300 when none given); if it is not, "
                    "measure anyway and record a warning.")
-@click.option("--quiet-load", type=click.FloatRange(0, min_open=True), metavar="LOAD",
+@click.option("--quiet-load", type=click.FloatRange(0), metavar="LOAD",
               help="Load average under which --wait-quiet counts the host as quiet "
-                   "[default: half the engine's CPUs].")
+                   "[default: half the engine's CPUs]; 0 waits the whole SECONDS.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr (errors and warnings only).")
 @click.option("--cleanup", is_flag=True,
               help="Only remove the containers and volumes that gobuild runs which are no longer "

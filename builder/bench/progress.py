@@ -66,7 +66,7 @@ class Progress:
             self._rich = RichProgress(
                 SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), _Left(),
                 TimeElapsedColumn(), console=console or Console(file=file or sys.stderr),
-                speed_estimate_period=3600, transient=False)
+                speed_estimate_period=3600, transient=False, get_time=clock)
         self._runs_task = None
         self._runs_total = 0
         self._runs_done = 0

@@ -258,7 +258,8 @@ def run_bench(engine_client: docker.DockerClient, opts: BenchOptions, run_id: st
                 bench.proxies = stack.enter_context(modproxy.serving(bench, targets))
                 results = replace(results, network=bench.proxies.facts())
             if opts.wait_quiet is not None:  # after the preparation: its tail is load too
-                threshold = opts.quiet_load or quiet_threshold(facts_engine.cpus)
+                threshold = (quiet_threshold(facts_engine.cpus) if opts.quiet_load is None
+                             else opts.quiet_load)
                 with bench.progress.step(f"waiting up to {opts.wait_quiet:g} s for a 1-minute "
                                          f"load average below {threshold:.2f}") as update:
                     waited = wait_quiet(load_reader(engine_client, bench, targets[0]), threshold,

@@ -49,10 +49,12 @@ MEMORY_PHASES = {
 PROFILE_DIR = "/tmp"  # the gotest suite's profiles, copied out of the container
 PROFILES = ("cpu.pprof", "mem.pprof")
 PREP_TIMEOUT, FACTS_TIMEOUT, RUN_TIMEOUT = 3600, 600, 7200
+PROBES = ("runner", "sched", "memstats")  # probe/<name>, built into /gobuild/bin/<name>
+MODDOWNLOAD_PROBES = ("modproxy", "netcheck")
 
 PREP = """set -eu
 export GOCACHE={m}/prepcache GOMODCACHE={m}/modcache GOTOOLCHAIN=local GOFLAGS=-mod=mod GOSUMDB=off
-cd {m}/probe && GOPROXY=off go build -o {m}/bin/ ./...
+cd {m}/probe && GOPROXY=off go build -o {m}/bin/ {probes}
 cd {m}/work
 {download}
 go list -deps ./... >/dev/null
@@ -67,7 +69,10 @@ def prep_script(opts: BenchOptions) -> str:
     """The preparation's shell script; what the user gave reaches it quoted."""
     download = ("go mod download" if opts.workload else
                 f"GOPROXY=file://{MOUNT}/proxy go mod download all")
-    return PREP.format(m=MOUNT, download=download, bench_pkg=shlex.quote(opts.bench_package))
+    # the module proxy's net/http is the costliest thing to compile: only when it is needed
+    probes = PROBES + (MODDOWNLOAD_PROBES if "moddownload" in opts.suites else ())
+    return PREP.format(m=MOUNT, download=download, bench_pkg=shlex.quote(opts.bench_package),
+                       probes=" ".join(f"./{p}" for p in probes))
 
 
 def _line(output: str, prefix: str) -> dict | None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -33,7 +35,8 @@ def default_image(bases):
 def leftovers(docker_client, run_id: str) -> list:
     label = f"io.gobuild.run={run_id}"
     return (docker_client.containers.list(all=True, filters={"label": label})
-            + docker_client.volumes.list(filters={"label": label}))
+            + docker_client.volumes.list(filters={"label": label})
+            + docker_client.networks.list(filters={"label": label}))
 
 
 def run_id_of(stderr: str) -> str:
@@ -262,3 +265,132 @@ def test_cleanup_removes_what_dead_runs_left_and_spares_a_running_bench(default_
         if run_id:
             engine.remove_labelled(docker_client, run_id)
         engine.remove_labelled(docker_client, "deadbeef0000")
+
+
+
+class Terminal:
+    """A pseudo-terminal for a process's stderr, read as it is drawn."""
+
+    def __init__(self) -> None:
+        self.primary, self.secondary = pty.openpty()
+        self.drawn = bytearray()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.primary, 65536)
+            except OSError:  # EIO: the process side is closed
+                return
+            if not chunk:
+                return
+            self.drawn.extend(chunk)
+
+    def text(self) -> str:
+        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", self.drawn.decode(errors="replace"))
+
+    def close(self) -> None:
+        self.reader.join(10)
+        os.close(self.primary)
+
+
+@pytest.fixture(scope="module")
+def moddownload_run(default_image, tmp_path_factory, docker_client) -> dict:
+    """One bench of the moddownload suite, observed from outside while it runs: stderr on a
+    pseudo-terminal (the live display), stdout a pipe (--json). While the proxy serves, a probe
+    of our own joins the run's network. --wait-quiet 8 with a threshold of 0 (no load is below
+    it) gives up after 8 s with a warning, and keeps the network up long enough for the probe."""
+    out = tmp_path_factory.mktemp("moddownload") / "res"
+    term = Terminal()
+    proc = subprocess.Popen(
+        [GOBUILD, "bench", *SLIM_NATIVE, "--suite", "moddownload", "--runs", "2", "--warmup", "0",
+         "--wait-quiet", "8", "--quiet-load", "0", "--json", "--output", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=term.secondary, text=True,
+        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "160"})
+    os.close(term.secondary)
+    run_id, seen = None, {}
+    try:
+        _wait_for(lambda: "bench: run id" in term.text(), "the run id", 120)
+        run_id = run_id_of(term.text())
+        label = {"label": f"io.gobuild.run={run_id}"}
+
+        def names(prefix):
+            return [c for c in docker_client.containers.list(filters=label) if c.name.startswith(prefix)]
+
+        # the proxy runs; the network stays until the 8 s quiet wait and the runs are over
+        _wait_for(lambda: names("gobuild-proxy-"), "the module proxy", 900)
+        proxy = names("gobuild-proxy-")[0]
+        (net,) = docker_client.networks.list(filters=label)
+        seen["internal"] = net.attrs["Internal"]
+        seen["network"] = net.name
+        seen["gateway"] = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+        script = (f"ip route; nc -w 1 {seen['gateway']} 8080 </dev/null; echo gateway-exit=$?; "
+                  "printf 'GET /example.com/m00/@v/list HTTP/1.0\\r\\n\\r\\n' | "
+                  f"nc -w 5 {proxy.name} 8080")
+        probe = docker_client.containers.run(proxy.image.id, ["sh", "-c", script], network=net.name,
+                                             detach=True, labels={"io.gobuild.test": run_id})
+        try:
+            probe.wait(timeout=60)
+            seen["probe"] = probe.logs().decode()
+        finally:
+            probe.remove(force=True)
+        seen["stdout"], _ = proc.communicate(timeout=900)
+        seen["returncode"] = proc.returncode
+        seen["networks_after"] = docker_client.networks.list(filters=label)
+        seen["leftovers"] = leftovers(docker_client, run_id)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        term.close()
+        if run_id:
+            engine.remove_labelled(docker_client, run_id)
+    seen["terminal"] = term.drawn.decode(errors="replace")
+    assert seen["returncode"] == 0, term.text()[-3000:]
+    seen["results"] = json.loads((out / "results.json").read_text())
+    return seen
+
+
+def test_moddownload_measures_an_empty_and_a_warm_module_cache(moddownload_run):
+    results = moddownload_run["results"]
+    records = {r["name"]: r for r in results["suites"]["moddownload"]}
+    assert set(records) == {"GoModDownload/cache=cold", "GoModDownload/cache=warm"}
+    for rec in records.values():
+        assert len(rec["samples"]) == 2 and rec["failed"] == []
+        assert all(s["wall_ns"] > 0 and s["peak_rss_bytes"] > 0 and s["cgroup_peak_bytes"] > 0
+                   for s in rec["samples"])
+        assert rec["argv"] == ["go", "mod", "download", "all"]
+    assert len(results["host"]["load_at_round_start"]) == 2
+    assert all(s["load1_start"] >= 0 for r in records.values() for s in r["samples"])
+
+
+def test_the_proxy_network_reaches_the_proxy_and_nothing_else_and_goes_with_the_run(moddownload_run):
+    said = moddownload_run["probe"]
+    assert moddownload_run["internal"] is True
+    assert "v1.0.0" in said, said  # the proxy answers in the module proxy layout
+    assert "default" not in said and "gateway-exit=1" in said, said  # no route out
+    assert "Network is unreachable" in said, said  # not merely nothing listening there
+    network = moddownload_run["results"]["network"]  # what the bench's own check saw
+    assert network["name"] == moddownload_run["network"] and network["other_routes"] == []
+    check = next(iter(network["checks"].values()))
+    assert check["reached"] is True
+    assert check["others"][f"{moddownload_run['gateway']}:8080"] == "unreachable"
+    assert moddownload_run["networks_after"] == [] and moddownload_run["leftovers"] == []
+
+
+def test_wait_quiet_gives_up_after_its_seconds_with_a_warning(moddownload_run):
+    results = moddownload_run["results"]
+    wait = results["host"]["quiet_wait"]
+    assert wait["quiet"] is False and wait["threshold"] == 0 and wait["waited_s"] >= 8
+    assert any(w.startswith("--wait-quiet: the host did not become quiet in 8 s")
+               for w in results["warnings"])
+
+
+def test_stdout_holds_only_the_result_while_progress_draws_on_a_terminal(moddownload_run):
+    results = json.loads(moddownload_run["stdout"])  # the whole of stdout is one JSON document
+    assert results["run_id"] == moddownload_run["results"]["run_id"]
+    terminal = moddownload_run["terminal"]
+    assert "\x1b[" in terminal  # drawn as a live display, not as lines
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal)
+    assert "preparing gobuild/go:1.22" in plain and "4/4 runs" in plain
+    assert "warning: --wait-quiet: the host did not become quiet" in plain

@@ -149,3 +149,135 @@ def test_results_serialize_to_v1_and_bench_txt_has_every_run(tmp_path):
     assert set(build.values) == {"ns/op", "user-ns/op", "sys-ns/op", "peak-RSS-bytes",
                                  "cgroup-peak-bytes", "cgroup-anon-peak-bytes"}
     assert parsed[0].config["cpus"] == "1" and parsed[0].config["memory"] == "2g"
+
+
+def test_moddownload_runs_cold_and_warm_on_the_proxy_network(tmp_path):
+    from builder.bench import modproxy
+
+    cfgs = runner.configs(opts(tmp_path, suites=("moddownload",)), [TARGET])
+    assert [(c.name, dict(c.env)["GOMODCACHE"]) for c in cfgs] == [
+        ("GoModDownload/cache=cold", "/tmp/gomodcache"),  # the container's own, empty layer
+        ("GoModDownload/cache=warm", "/gobuild/modcache-warm"),  # the volume, kept
+    ]
+    assert all(c.argv == ("go", "mod", "download", "all") for c in cfgs)
+    own = runner.configs(opts(tmp_path, suites=("moddownload",), workload=tmp_path), [TARGET])
+    assert all(c.argv == ("go", "mod", "download") for c in own)  # what the preparation ran
+    assert modproxy.proxy_dir(False) == "/gobuild/proxy"
+    assert modproxy.proxy_dir(True) == "/gobuild/modcache/cache/download"
+
+
+def test_a_moddownload_run_gets_the_proxy_and_only_its_network(tmp_path, monkeypatch):
+    from builder.bench import modproxy
+
+    o = opts(tmp_path, suites=("moddownload",), gomaxprocs=(1,))
+    specs: list[engine.Spec] = []
+
+    class FakeContainer:
+        def __init__(self, client, spec, run_id):
+            specs.append(spec)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def run(self):
+            return finished(result_line(load1_start=0.42))
+
+    monkeypatch.setattr(engine, "Container", FakeContainer)
+    bench = runner.Bench(None, o, "r", "amd64", lambda m: None)
+    cold = runner.configs(o, [TARGET])[0]
+    with pytest.raises(Exception, match="no module proxy"):
+        bench.sample(cold)
+    bench.proxies = modproxy.Proxies(network="gobuild-net-r", urls={TARGET.label: "http://p:8080"})
+    sample, _ = bench.sample(cold)
+    spec = specs[-1]
+    assert spec.network == "gobuild-net-r"
+    assert spec.environment["GOPROXY"] == "http://p:8080"
+    assert spec.environment["GOMODCACHE"] == "/tmp/gomodcache"
+    kw = engine.create_kwargs(spec, name="n", labels={})
+    assert kw["network_mode"] == "gobuild-net-r"
+    assert sample.extra["load1_start"] == 0.42 and "load1_start" not in sample.values
+    other = runner.configs(opts(tmp_path, suites=("tooling",), gomaxprocs=(1,)), [TARGET])[0]
+    bench.sample(other)
+    assert specs[-1].network is False and specs[-1].environment["GOPROXY"] == "off"  # the others
+    assert engine.create_kwargs(specs[-1], name="n", labels={})["network_mode"] == "none"
+
+
+def test_two_images_and_one_image_twice_are_interleaved_in_every_round(tmp_path):
+    from dataclasses import replace as dc_replace
+
+    from builder.bench.options import config_labels
+
+    refs = (TARGET.ref, "gobuild/go:1.27.3-slim-amd64", TARGET.ref)
+    labels = config_labels(refs)
+    assert labels == (f"{TARGET.ref}#1", "gobuild/go:1.27.3-slim-amd64", f"{TARGET.ref}#2")
+    targets = [dc_replace(TARGET, ref=ref, config=label, volume=f"v{i}")
+               for i, (ref, label) in enumerate(zip(refs, labels))]
+    o = opts(tmp_path, suites=("tooling", "sched"), runs=3, warmup=1)
+    cfgs = runner.configs(o, targets)
+    assert len({c.key for c in cfgs}) == len(cfgs)  # A/A configurations are kept apart
+    seen: list[tuple[int, str]] = []
+
+    class FakeBench:
+        progress = Progress("quiet")
+
+        def sample(self, cfg, keep_profiles=False):
+            seen.append((len(seen) // len(cfgs), cfg.target.label))
+            return Sample(values={"wall_ns": 1.0}, extra={"load1_start": float(len(seen))}), {}
+
+    loads_seen: list[list] = []
+    records = runner.rounds(FakeBench(), cfgs, o, lambda recs, done, profs, loads: loads_seen.append(loads))
+    for r in range(o.warmup + o.runs):  # every round runs every configuration of every image
+        in_round = [label for i, label in seen if i == r]
+        assert {label for label in in_round} == set(labels)
+        # and not in blocks (which change image only twice a round): the order mixes them
+        changes = sum(a != b for a, b in zip(in_round, in_round[1:]))
+        assert changes > len(labels) - 1, in_round
+    assert {rec.config.target.label for rec in records} == set(labels)
+    assert all(len(rec.samples) == o.runs for rec in records)
+    # the load at the start of each measured round: the first run of rounds 2, 3 and 4
+    n = len(cfgs)
+    assert loads_seen[-1] == [float(n + 1), float(2 * n + 1), float(3 * n + 1)]
+
+
+def test_results_carry_configs_memory_phases_and_the_network(tmp_path):
+    from dataclasses import replace as dc_replace
+
+    twice = [dc_replace(TARGET, config=f"{TARGET.ref}#{i}", volume=f"v{i}") for i in (1, 2)]
+    o = opts(tmp_path, suites=("memory", "moddownload"), gomaxprocs=(1,))
+    records = tuple(Record(config=c).add(Sample(values={"wall_ns": 1.0}))
+                    for c in runner.configs(o, twice))
+    res = Results(run_id="r", gobuild_version="0", started="s", finished="f", status="complete",
+                  rounds_done=1, options=o.summary(), host={}, limits={}, targets=tuple(twice),
+                  records=records, network={"name": "gobuild-net-r", "other_routes": []})
+    data = json.loads(json.dumps(res.to_json()))
+    assert data["schema"] == "gobuild.bench/v1"
+    assert [t["config"] for t in data["targets"]] == [f"{TARGET.ref}#1", f"{TARGET.ref}#2"]
+    assert all(t["image"] == TARGET.ref for t in data["targets"])
+    phases = {r["phase"]["id"]: r["phase"]["comparison"] for r in data["suites"]["memory"]
+              if r["config"].endswith("#1")}
+    assert phases == {"go-env": "GOROOT initialised", "go-list-m-all": "module cache loaded",
+                      "go-build": None, "go-test-binary": "test process peak"}
+    md = data["suites"]["moddownload"]
+    assert sorted((r["config"], r["name"]) for r in md) == sorted(
+        (f"{TARGET.ref}#{i}", f"GoModDownload/cache={c}") for i in (1, 2) for c in ("cold", "warm"))
+    assert set(md[0]["summary"]) == {"wall_ns", "user_ns", "sys_ns", "peak_rss_bytes",
+                                     "cgroup_peak_bytes", "cgroup_anon_peak_bytes"}
+    assert data["network"]["name"] == "gobuild-net-r"
+    assert data["options"]["configs"] == [TARGET.ref]  # the options' images, labelled
+
+
+def test_the_preparation_builds_every_probe_and_the_proxy_only_for_moddownload(tmp_path):
+    from builder.bench.workload import PROBE_DIR
+
+    built = set(runner.PROBES) | set(runner.MODDOWNLOAD_PROBES)
+    assert built == {d.name for d in PROBE_DIR.iterdir() if d.is_dir()}
+
+    def build_line(suites):
+        script = runner.prep_script(opts(tmp_path, suites=suites))
+        return next(ln for ln in script.splitlines() if " go build " in ln)
+
+    assert build_line(("tooling",)).endswith("go build -o /gobuild/bin/ ./runner ./sched ./memstats")
+    assert build_line(("moddownload",)).endswith("./memstats ./modproxy ./netcheck")

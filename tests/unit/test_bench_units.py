@@ -143,3 +143,129 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_anything_runs
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="is not a folder"):
         check_output(tmp_path / "file" / "out")
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_wait_quiet_returns_once_the_load_falls_below_the_threshold():
+    from builder.bench.run import wait_quiet
+
+    clock, loads, said = FakeClock(), iter([1.8, 1.4, 1.1, 0.9, 0.2]), []
+    waited = wait_quiet(lambda: next(loads), 1.0, 300, said.append, sleep=clock.sleep, clock=clock)
+    assert waited.quiet and waited.load_before == 1.8 and waited.load_after == 0.9
+    assert waited.waited_s == 15.0  # three polls, 5 s apart (the kernel's own period)
+    assert waited.warning() is None
+    assert said[0] == "waiting for a quiet host: load 1.80, threshold 1.00, giving up in 300 s"
+
+
+def test_wait_quiet_gives_up_after_its_seconds_with_a_warning():
+    from builder.bench.run import wait_quiet
+
+    clock = FakeClock()
+    waited = wait_quiet(lambda: 3.5, 1.0, 12, sleep=clock.sleep, clock=clock)
+    assert not waited.quiet and waited.waited_s == 12.0  # 5 + 5 + 2: never past the limit
+    assert waited.warning() == ("--wait-quiet: the host did not become quiet in 12 s (1-minute "
+                                "load average 3.50, threshold 1.00): times may be inflated")
+    already = wait_quiet(lambda: 0.1, 1.0, 12, sleep=clock.sleep, clock=clock)
+    assert already.quiet and already.waited_s == 0.0
+    unknown = wait_quiet(lambda: None, 1.0, 12, sleep=clock.sleep, clock=clock)
+    assert not unknown.quiet and "could not be read" in unknown.warning()
+    never = wait_quiet(lambda: 0.0, 0.0, 1, sleep=clock.sleep, clock=clock)  # nothing is below 0
+    assert not never.quiet
+
+
+def test_the_default_quiet_threshold_is_half_the_cpus_where_the_busy_warning_starts():
+    from builder.bench.options import quiet_threshold
+    from builder.bench.run import warnings_for
+
+    assert quiet_threshold(2) == 1.0 and quiet_threshold(0) == 0.5
+    busy = warnings_for({"loadavg_start": "1.01 0.5 0.2 1/100 5", "engine_cpus": 2}, (), [])
+    calm = warnings_for({"loadavg_start": "0.99", "engine_cpus": 2}, (), [])
+    assert any("busy" in w for w in busy) and not any("busy" in w for w in calm)
+
+
+def test_a_network_that_reaches_anything_but_the_proxy_is_refused():
+    from builder.bench.modproxy import isolation_problems
+
+    ok = {"reached": True, "reach_result": "connected", "gateway_routes": [],
+          "others": {"172.17.0.1:8080": "unreachable", "172.20.0.1:8080": "timeout"}}
+    assert isolation_problems(ok) == []
+    assert isolation_problems({**ok, "gateway_routes": None}) == []
+    assert isolation_problems({**ok, "others": {"172.17.0.1:8080": "refused"}}) == [
+        "172.17.0.1:8080 was reachable (refused)"]  # refused: a host answered, so a route exists
+    assert isolation_problems({**ok, "gateway_routes": ["eth0 dst 00000000 gw 010012AC"]}) == [
+        "routes through a gateway: eth0 dst 00000000 gw 010012AC"]
+    assert isolation_problems({**ok, "reached": False, "reach_result": "timeout"}) == [
+        "the proxy did not answer (timeout)"]
+
+
+def test_the_isolated_network_is_internal_with_no_host_address_and_labelled():
+    from builder import engine
+
+    kw = engine.isolated_network_kwargs("gobuild-net-r", engine.labels("r"))
+    assert kw["internal"] is True and kw["driver"] == "bridge"
+    assert kw["options"] == {"com.docker.network.bridge.inhibit_ipv4": "true"}
+    assert kw["labels"][engine.RUN_LABEL] == "r" and engine.OWNER_LABEL in kw["labels"]
+
+
+def test_one_image_named_twice_is_two_configurations():
+    from builder.bench.options import config_labels
+
+    assert config_labels(("a", "b")) == ("a", "b")
+    assert config_labels(("a", "b", "a")) == ("a#1", "b", "a#2")
+    assert config_labels(()) == ()
+
+
+@pytest.mark.parametrize("size, modules, packages, shape", [
+    (None, None, None, (20, 100)), ("small", None, None, (20, 100)),
+    ("medium", None, None, (200, 600)), ("large", None, None, (1200, 2400)),
+    ("large", 30, None, (30, 2400)), (None, 500, None, (500, 500)),
+    (None, None, 40, (20, 40)), ("large", 50, 60, (50, 60)),
+])
+def test_workload_sizes_and_explicit_shapes_win(size, modules, packages, shape):
+    assert options.workload_shape(size, modules, packages) == shape
+
+
+def cli_options(monkeypatch, *args):
+    """The BenchOptions the bench command builds (the library call replaced)."""
+    from click.testing import CliRunner
+
+    from builder import cli_bench
+    from builder.cli import main
+
+    got = {}
+
+    def fake_bench(inputs, opts, log=None):
+        got["opts"], got["log"] = opts, log
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli_bench, "bench", fake_bench)
+    result = CliRunner().invoke(main, ["bench", *args])
+    assert result.exit_code == 0, result.output
+    return got["opts"], got["log"]
+
+
+def test_cli_wait_quiet_takes_an_optional_seconds_and_sizes_are_recorded(monkeypatch, tmp_path):
+    o, log = cli_options(monkeypatch, "--wait-quiet", "--runs", "3", "--output", str(tmp_path))
+    assert o.wait_quiet == 300.0 and o.runs == 3 and o.quiet_load is None
+    assert o.workload_size == "small" and (o.workload_modules, o.workload_packages) == (20, 100)
+    assert o.suites[-1] == "moddownload" and len(o.suites) == 7  # every suite by default
+    assert log.mode == "plain"  # CliRunner's stderr is no terminal
+    o, log = cli_options(monkeypatch, "--wait-quiet", "7.5", "--quiet-load", "0.8", "-q",
+                         "--workload-size", "large", "--output", str(tmp_path))
+    assert (o.wait_quiet, o.quiet_load, log.mode) == (7.5, 0.8, "quiet")
+    assert (o.workload_size, o.workload_modules, o.workload_packages) == ("large", 1200, 2400)
+    assert o.summary()["workload_size"] == "large"
+    o, _ = cli_options(monkeypatch, "--workload-size", "large", "--modules", "40", "--output", str(tmp_path))
+    assert (o.workload_size, o.workload_modules, o.workload_packages) == (None, 40, 2400)
+    o, _ = cli_options(monkeypatch, "--output", str(tmp_path))
+    assert o.wait_quiet is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import io
 import re
 import zipfile
@@ -98,3 +99,50 @@ def test_the_default_workload_is_byte_for_byte_the_one_earlier_results_measured(
         h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
     assert h.hexdigest() == "37b620ea1db7989449e246e4e96cc07732455257212d102b2cd4d730a508a2fe"
     assert len(packages_of(files)) == 100
+
+
+@pytest.mark.parametrize("size", list(workload.SIZES))
+def test_each_size_is_a_graph_of_its_modules_and_packages(size):
+    modules, packages = workload.SIZES[size]
+    files = workload.module_graph(modules, packages)
+    zips = [n for n in files if n.endswith(".zip")]
+    assert len(zips) == modules and len(packages_of(files)) == packages
+    assert workload.SIZES["large"][0] >= 1200  # the published comparison's graph size
+
+
+def test_large_graphs_require_a_bounded_number_of_modules_and_every_module_is_required():
+    modules, packages = workload.SIZES["large"]
+    files = workload.module_graph(modules, packages)
+    required_by_some = set()
+    for name, data in files.items():
+        if name.endswith(".mod") and name.startswith("proxy/"):
+            reqs = re.findall(r"^\t(example\.com/m\d+) v1\.0\.0$", data.decode(), re.MULTILINE)
+            assert len(reqs) <= workload.FANOUT, name
+            required_by_some.update(reqs)
+    first_layer = {f"example.com/m{m:02d}" for m in workload.layers(modules)[0]}
+    assert required_by_some | first_layer == {f"example.com/m{m:02d}" for m in range(modules)}
+    main = files["work/go.mod"].decode()
+    assert main.count(" v1.0.0\n") == modules  # the main module lists the whole graph
+
+
+@pytest.mark.parametrize("modules, packages", [(20, 100), (200, 600)])
+def test_the_proxy_folder_follows_the_module_proxy_protocol_and_zip_rules(modules, packages):
+    """The layout `go mod download` asks a GOPROXY for, and Go's module zip rules
+    (golang.org/x/mod/zip): every file under module@version/, go.mod only at the top, no two
+    paths equal under case folding, nothing but files."""
+    files = workload.module_graph(modules, packages)
+    for m in range(modules):
+        mod = f"example.com/m{m:02d}"
+        base = f"proxy/{mod}/@v/"
+        assert files[base + "list"] == b"v1.0.0\n"
+        info = json.loads(files[base + "v1.0.0.info"])
+        assert info["Version"] == "v1.0.0" and info["Time"].endswith("Z")
+        gomod = files[base + "v1.0.0.mod"]
+        with zipfile.ZipFile(io.BytesIO(files[base + "v1.0.0.zip"])) as zf:
+            names = zf.namelist()
+            assert all(n.startswith(f"{mod}@v1.0.0/") for n in names)
+            assert not any(n.endswith("/") for n in names)  # files only
+            assert [n for n in names if n.rsplit("/", 1)[-1] == "go.mod"] == [f"{mod}@v1.0.0/go.mod"]
+            assert zf.read(f"{mod}@v1.0.0/go.mod") == gomod  # the .mod the proxy serves
+            assert len({n.casefold() for n in names}) == len(names)
+            assert all(re.fullmatch(r"[A-Za-z0-9@./_-]+", n) for n in names)
