@@ -30,17 +30,19 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--cpus", default="1")
+    ap.add_argument("--gomaxprocs", default="1,2")
     ap.add_argument("--suite", action="append", dest="suites",
-                    help="suites to run [default: tooling, sched, memory]")
+                    help="suites to run [default: tooling, sched, memstats: quick ones]")
     ap.add_argument("--output", type=Path, help="results folder [default: a temporary one]")
     args = ap.parse_args()
-    suites = args.suites or ["tooling", "sched", "memory"]
+    suites = args.suites or ["tooling", "sched", "memstats"]
     client = engine.client()
     if engine.image_labels(client, args.image) is None:
         sys.exit(f"no image {args.image}: build it first (gobuild images) or pass --image TAG")
     out = args.output or Path(tempfile.mkdtemp(prefix="gobuild-aa-")) / "run"
     bench = [GOBUILD, "bench", "--image", args.image, "--image", args.image, "--runs", str(args.runs),
-             "--warmup", str(args.warmup), "--cpus", args.cpus, "--output", str(out),
+             "--warmup", str(args.warmup), "--cpus", args.cpus, "--gomaxprocs", args.gomaxprocs,
+             "--output", str(out),
              *[a for s in suites for a in ("--suite", s)]]
     print("$ " + " ".join(bench), file=sys.stderr, flush=True)
     done = subprocess.run(bench, stdout=subprocess.DEVNULL, check=False)

@@ -7,6 +7,7 @@ import click
 
 from .bench import compare, report
 from .errors import RegressionFound
+from .inputs import emit, json_option
 
 _paths = click.argument("paths", nargs=-1, required=True, metavar="PATH...",
                         type=click.Path(path_type=Path))
@@ -19,7 +20,7 @@ _paths = click.argument("paths", nargs=-1, required=True, metavar="PATH...",
                    "the run's first image (or Go version, or platform) is the base.")
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json", "csv"]),
               default="text", show_default=True, help="Output format.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines (--format json).")
+@json_option
 @click.option("--fail-on-regression", "fail_pct", type=click.FloatRange(min=0), metavar="PCT",
               help="Exit 9 when a metric that is better lower got significantly worse by more "
                    "than PCT percent (a CI gate).")
@@ -60,7 +61,8 @@ def compare_cmd(paths: tuple[Path, ...], col, fmt: str, as_json: bool, fail_pct:
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path),
               help="One folder: write report.md and its plots here instead of into it. Several: "
                    "where summary.md goes [default: results/summary-<UTC timestamp>].")
-def report_cmd(paths: tuple[Path, ...], output: Path | None) -> None:
+@json_option
+def report_cmd(paths: tuple[Path, ...], output: Path | None, as_json: bool) -> None:
     """Render report.md and its plots again from results folders (or results.json files).
 
     With several folders, also writes one summary: rows Go versions, columns platforms, one
@@ -74,5 +76,5 @@ def report_cmd(paths: tuple[Path, ...], output: Path | None) -> None:
       gobuild report results/go122 results/go127 --output results/summary
       gobuild report results/*/ --output docs/bench
     """
-    for path in report.render(list(paths), output):
-        click.echo(f"wrote {path}")
+    written = report.render(list(paths), output)
+    emit({"written": [str(p) for p in written]}, as_json, "\n".join(f"wrote {p}" for p in written))

@@ -58,10 +58,11 @@ def _colors(n: int) -> list:
 
 
 def _plain_numbers(axis) -> None:
-    """0.2, 1, 10, 100 on a log axis instead of powers of ten."""
-    from matplotlib.ticker import FuncFormatter
+    """0.2, 1, 10, 100 on a log axis instead of powers of ten (minor ticks unlabelled)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _short(name: str) -> str:
@@ -119,46 +120,53 @@ def compile_plot(run: Run, folder: Path) -> Plot | None:
 
 
 def sched_plot(run: Run, folder: Path) -> Plot | None:
-    """Goroutine-creation latency as a CDF: the probe reports P50/P95/P99/max of its 20,000
-    goroutines per run, so each run's CDF is drawn through those points; the medians over the
-    runs of P50, P95 and P99 are marked."""
+    """Goroutine-creation latency as a CDF: the probe reports P50/P95/P99 (and the maximum) of
+    its goroutines per run, so each run's CDF is drawn through those points; the medians over
+    the runs are marked and named in the legend. The maximum (one goroutine in 20,000, often
+    a hundred times the P99) would squeeze the rest into a corner: it is in the caption."""
     recs = [r for r in run.records if r.suite == "sched" and r.values.get("p50_ns")]
     if not recs:
         return None
+    quants = [(m, q, name) for m, q, name in SCHED_QUANTILES if name != "max"]
     fig, axes = _figure(4.6)
     ax = axes[0][0]
-    colors = _colors(len(recs))
-    for rec, color in zip(recs, colors):
-        runs = min(len(rec.values.get(m, ())) for m, _, _ in SCHED_QUANTILES if rec.values.get(m)) \
-            if all(rec.values.get(m) for m, _, _ in SCHED_QUANTILES) else 0
-        quants = [(m, q) for m, q, _ in SCHED_QUANTILES if rec.values.get(m)]
+    for rec, color in zip(recs, _colors(len(recs))):
+        have = [(m, q, name) for m, q, name in quants if rec.values.get(m)]
+        runs = min(len(rec.values[m]) for m, _, _ in have)
         for i in range(runs):
-            ax.plot([rec.values[m][i] / 1e3 for m, _ in quants], [q for _, q in quants],
-                    color=color, alpha=0.35, linewidth=1)
-        label = f"{_image_label(run, rec.config)}, GOMAXPROCS={rec.gomaxprocs}"
-        meds = [(statistics.median(rec.values[m]) / 1e3, q, name)
-                for m, q, name in SCHED_QUANTILES if rec.values.get(m) and name != "max"]
-        ax.plot([x for x, _, _ in meds], [q for _, q, _ in meds], linestyle="none", marker="D",
+            ax.plot([rec.values[m][i] / 1e3 for m, _, _ in have], [q for _, q, _ in have],
+                    color=color, alpha=0.3, linewidth=1)
+        meds = [(statistics.median(rec.values[m]) / 1e3, q, name) for m, q, name in have]
+        figures = " / ".join(f"{name} {x:.3g}" for x, _, name in meds)
+        ax.plot([x for x, _, _ in meds], [q for _, q, _ in meds], marker="D", linewidth=2,
                 color=color, markerfacecolor="white" if rec.emulated else color,
-                label=f"{label}: median P50/P95/P99")
-        for x, q, name in meds:
-            ax.annotate(f"{name} {x:.3g} µs", (x, q), textcoords="offset points", xytext=(6, -10),
-                        fontsize=7, color=color)
-    ax.plot([], [], color="grey", alpha=0.5, label="each run (through its P50, P95, P99, max)")
-    ax.set_xscale("log")
-    _plain_numbers(ax.xaxis)
-    ax.set_ylim(0.45, 1.02)
-    ax.set_xlabel("goroutine-creation latency (µs, log scale)")
+                label=f"{_image_label(run, rec.config)}, GOMAXPROCS={rec.gomaxprocs}: {figures} µs")
+    for _, q, name in quants:
+        ax.axhline(q, color="grey", linewidth=0.6, linestyle=":")
+        ax.annotate(name, (1.0, q), xycoords=("axes fraction", "data"), xytext=(3, -3),
+                    textcoords="offset points", fontsize=8, color="grey")
+    ax.plot([], [], color="grey", alpha=0.5, label="each run (through its P50, P95, P99)")
+    shown = [v for r in recs for m, _, _ in quants for v in r.values.get(m, ())]
+    wide = max(shown) > 20 * min(shown)  # native beside emulated: a log scale keeps both readable
+    if wide:
+        ax.set_xscale("log")
+        _plain_numbers(ax.xaxis)
+    else:
+        ax.set_xlim(left=0)
+    ax.set_ylim(0.45, 1.01)
+    ax.set_xlabel(f"goroutine-creation latency (µs{', log scale' if wide else ''})")
     ax.set_ylabel("fraction of goroutines created")
     ax.set_title("Goroutine-creation latency: cumulative distribution")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left")  # low latencies at high fractions: never data
     rel = _save(fig, folder, "sched-latency.png")
+    worst = max((v for r in recs for v in r.values.get("max_ns", ())), default=None)
+    most = f" The largest single latency seen was {worst / 1e3:.3g} µs." if worst else ""
     return Plot(file=rel, title="Goroutine-creation latency",
                 caption="Cumulative distribution of the time from a `go` statement to the new "
-                        "goroutine's first instruction. The probe reports P50, P95, P99 and the "
-                        "maximum of its goroutines per run: thin lines join one run's points, "
-                        "diamonds mark the medians over the runs of P50, P95 and P99.")
+                        "goroutine's first instruction. The probe reports P50, P95 and P99 of its "
+                        "goroutines per run: thin lines join one run's points, diamonds the medians "
+                        f"over the runs (figures in the legend).{most}")
 
 
 def tooling_plot(run: Run, folder: Path) -> Plot | None:
@@ -211,7 +219,7 @@ PHASES: dict[str, tuple[str, str]] = {
     "go-test-binary": ("test process peak",
                        ("the `go test -c` binary of the bench package run alone (its benchmarks), "
                        "without the go command around it")),
-    "go-build": ("(not in the comparison) build peak",
+    "go-build": ("build peak (not in the comparison)",
                  "`go build ./...` of the workload: the go command and every compile and link it runs"),
 }
 MEMORY_KINDS = (("peak_rss_bytes", "process peak (peak-RSS-bytes)", ""),
@@ -233,7 +241,9 @@ def memory_plot(run: Run, folder: Path) -> Plot | None:
     fig, axes = _figure(3.0 + 2.4 * len(images), rows=len(images))
     colors = _colors(len(kinds))
     for ax, image in zip((row[0] for row in axes), images):
-        mine = [r for r in recs if r.config == image]
+        order = list(PHASES)  # the comparison's phases first, in its order
+        mine = sorted((r for r in recs if r.config == image),
+                      key=lambda r: order.index(phase_of(r)) if phase_of(r) in order else len(order))
         width = 0.8 / len(kinds)
         for k, ((metric, label, hatch), color) in enumerate(zip(kinds, colors)):
             xs, meds, lo, hi = [], [], [], []
@@ -248,12 +258,14 @@ def memory_plot(run: Run, folder: Path) -> Plot | None:
                 hi.append(max(vals) / 2**20 - med)
             ax.bar(xs, meds, width * 0.92, color=color, hatch=hatch, edgecolor="black",
                    linewidth=0.4, yerr=[lo, hi], capsize=2, label=label)
-            for x, m in zip(xs, meds):
-                ax.annotate(f"{m:.0f}", (x, m), textcoords="offset points", xytext=(0, 2),
+            for x, m, up in zip(xs, meds, hi):
+                ax.annotate(f"{m:.3g}", (x, m + up), textcoords="offset points", xytext=(0, 2),
                             ha="center", fontsize=7)
         ax.set_xticks(range(len(mine)), [
             f"{PHASES.get(phase_of(r), (phase_of(r),))[0]}\n({phase_of(r)})" for r in mine], fontsize=8)
-        ax.set_ylabel("peak memory (MiB)")
+        ax.set_yscale("log")  # a build's hundreds of MiB beside go env's few
+        _plain_numbers(ax.yaxis)
+        ax.set_ylabel("peak memory (MiB, log scale)")
         ax.set_title(f"Peak memory per phase: {_image_label(run, image)}", fontsize=10)
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=8, loc="upper left")
@@ -284,17 +296,29 @@ def version_key(text: str) -> tuple:
     return tuple(int(x) for x in re.findall(r"\d+", text)) or (0,)
 
 
-def matrix_plot(title: str, unit_label: str, scale: float, panels: Sequence[tuple[str, list[Point]]],
-                folder: Path, name: str) -> Plot:
+def scale_for(metric: str, values: Sequence[float]) -> tuple[str, float]:
+    """The unit label and divisor that keep a metric's values readable (ms, not 0.0132 s)."""
+    if metric.endswith("bytes"):
+        return "MiB", 2**20
+    top = max(values, default=0)
+    for div, unit in ((1e9, "s"), (1e6, "ms"), (1e3, "µs")):
+        if top >= div:
+            return unit, div
+    return "ns", 1.0
+
+
+def matrix_plot(title: str, what: str, metric: str, statistic: str,
+                panels: Sequence[tuple[str, list[Point]]], folder: Path, name: str) -> Plot:
     """One panel per table of a headline metric: the value across Go versions, one line per
     platform; emulated points hollow on a dashed line and named so in the legend."""
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
-    fig, axes = _figure(1.4 + 3.0 * rows, rows=rows, cols=cols)
+    fig, axes = _figure(1.6 + 2.8 * rows, rows=rows, cols=cols)
     flat = [ax for row in axes for ax in row]
     versions = sorted({p.row for _, pts in panels for p in pts}, key=version_key)
     columns = list(dict.fromkeys(p.column for _, pts in panels for p in pts))
     colors = dict(zip(columns, _colors(len(columns))))
+    unit, scale = scale_for(metric, [p.median for _, pts in panels for p in pts])
     for ax, (panel, points) in zip(flat, panels):
         for column in columns:
             for emulated in (False, True):
@@ -310,17 +334,26 @@ def matrix_plot(title: str, unit_label: str, scale: float, panels: Sequence[tupl
                             linestyle="--" if emulated else "-",
                             markerfacecolor="white" if emulated else colors[column],
                             label=f"{column} (emulated: qemu, not the hardware)" if emulated else column)
-        ax.set_xticks(range(len(versions)), [f"go{v}" for v in versions], fontsize=8)
+        ax.set_xticks(range(len(versions)), [v if not v[:1].isdigit() else f"go{v}" for v in versions],
+                      fontsize=8)
+        ax.set_xlim(-0.5, len(versions) - 0.5)
         ax.set_title(panel, fontsize=9)
-        ax.set_ylabel(unit_label, fontsize=8)
+        ax.set_xlabel("Go version", fontsize=8)
+        ax.set_ylabel(f"{what} ({unit})", fontsize=8)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
     for ax in flat[len(panels):]:
         ax.set_visible(False)
-    flat[0].legend(fontsize=7, loc="best")
+    handles, labels = {}, []
+    for ax in flat[:len(panels)]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    labels = list(handles)
+    fig.legend([handles[lab] for lab in labels], labels, loc="outside lower center",
+               ncols=min(3, len(labels)), fontsize=8)
     fig.suptitle(title, fontsize=11)
-    fig.supxlabel("Go version", fontsize=9)
     rel = _save(fig, folder, name)
+    stat = ("P95 of the runs per Go version and platform" if statistic == "p95" else
+            "Median per Go version and platform, whiskers: its 95% CI (none below 6 runs)")
     return Plot(file=rel, title=title,
-                caption="Median per Go version and platform, whiskers: 95% CI of the median (none "
-                        "below 6 runs); hollow markers on dashed lines ran under emulation.")
+                caption=f"{stat}; hollow markers on dashed lines ran under emulation.")

@@ -19,6 +19,7 @@ from ..fsutil import atomic_write_text
 from . import plots
 from .loaded import Record, Run, load
 from .options import format_memory
+from .results import METRICS
 from .stats import Summary, summarize
 
 EMULATION_NOTE = ("emulated: this image's architecture differs from the engine's; its times were "
@@ -49,13 +50,15 @@ def summary_rows(results: dict) -> list[list[str]]:
     rows = []
     for suite, recs in results["suites"].items():
         for r in recs:
-            for metric, s in r["summary"].items():
+            declared = [m for m, _ in METRICS.get(suite, ())]  # the writer's order
+            for metric, s in sorted(r["summary"].items(), key=lambda kv: (
+                    declared.index(kv[0]) if kv[0] in declared else len(declared), kv[0])):
                 if metric not in SUMMARY_METRICS:
                     continue
                 procs = f"-{r['gomaxprocs']}" if r["gomaxprocs"] else ""
                 ci = f"[{fmt(metric, s['ci_low'])}, {fmt(metric, s['ci_high'])}]" if s and s["ci_low"] is not None else "-"
                 rows.append([
-                    suite, f"{r['name']}{procs}", r["image"] + (" (emulated)" if r["emulated"] else ""),
+                    suite, f"{r['name']}{procs}", (r.get("config") or r["image"]) + (" (emulated)" if r["emulated"] else ""),
                     metric, fmt(metric, s["median"] if s else None), ci,
                     fmt(metric, s["p95"] if s else None), str(s["n"] if s else 0),
                     str(len(r["failed"])) + (" OOM" if any(f.get("oom") for f in r["failed"]) else ""),
@@ -64,7 +67,7 @@ def summary_rows(results: dict) -> list[list[str]]:
                 s = units.get("ns/op")
                 if s:
                     ci = f"[{fmt('x_ns', s['ci_low'])}, {fmt('x_ns', s['ci_high'])}]" if s["ci_low"] is not None else "-"
-                    rows.append([suite, bench, r["image"] + (" (emulated)" if r["emulated"] else ""),
+                    rows.append([suite, bench, (r.get("config") or r["image"]) + (" (emulated)" if r["emulated"] else ""),
                                  "ns/op", fmt("x_ns", s["median"]), ci, fmt("x_ns", s["p95"]),
                                  str(s["n"]), "-"])
     return rows
@@ -100,7 +103,11 @@ def _facts(run: Run) -> list[str]:
 def memory_phase_rows(run: Run) -> list[list[str]]:
     """The memory suite's phases under the names the published comparison uses."""
     rows = []
-    for rec in (r for r in run.records if r.suite == "memory"):
+    order = list(plots.PHASES)  # the comparison's phases first, in its order
+    memory = [r for r in run.records if r.suite == "memory"]
+    for rec in sorted(memory, key=lambda r: (r.config != memory[0].config,
+                                             order.index(plots.phase_of(r)) if plots.phase_of(r) in order
+                                             else len(order))):
         phase = plots.phase_of(rec)
         name, what = plots.PHASES.get(phase, (phase, f"`{rec.name}`"))
         cells = []
@@ -141,9 +148,8 @@ def _draw(fn: Callable[[], plots.Plot | None], what: str) -> tuple[plots.Plot | 
 def report_md(run: Run, folder: Path) -> str:
     """report.md of one run; its plots are written into folder/plots/."""
     out = [f"# gobuild bench {run.run_id}", "", *_facts(run)]
-    out += [f"> **warning:** {w}" for w in run.warnings]
-    if run.warnings:
-        out.append("")
+    for w in run.warnings:  # one quote each: consecutive quote lines would run together
+        out += [f"> **warning:** {w}", ""]
     out += ["## Summary", "", *_table(HEADER, summary_rows(dict(run.raw)))]
     if any(t.emulated for t in run.targets):
         out += [f"**{EMULATION_NOTE}.**", ""]
@@ -172,21 +178,24 @@ class Headline:
     statistic: str  # "median" (with its CI) or "p95" (of the runs)
     title: str
     file: str
+    axis: str  # what the plot's y axis shows
 
 
 HEADLINES = (
     Headline(suite="compile", metrics=("wall_ns",), statistic="median",
-             title="Compile time (`go build -a`, wall)", file="matrix-compile.png"),
+             title="Compile time (`go build -a`, wall)", file="matrix-compile.png",
+             axis="wall time"),
     Headline(suite="memory", metrics=("peak_rss_bytes", "cgroup_peak_bytes"), statistic="median",
-             title="Peak memory per phase", file="matrix-memory.png"),
+             title="Peak memory per phase", file="matrix-memory.png", axis="peak memory"),
     Headline(suite="sched", metrics=("p95_ns",), statistic="median",
-             title="Goroutine-creation latency P95", file="matrix-sched.png"),
+             title="Goroutine-creation latency P95", file="matrix-sched.png", axis="P95 latency"),
     Headline(suite="tooling", metrics=("wall_ns",), statistic="p95",
-             title="Tooling latency P95", file="matrix-tooling.png"),
+             title="Tooling latency P95", file="matrix-tooling.png", axis="P95 wall time"),
     Headline(suite="moddownload", metrics=("wall_ns",), statistic="median",
-             title="Module download time", file="matrix-moddownload.png"),
+             title="Module download time", file="matrix-moddownload.png", axis="wall time"),
     Headline(suite="moddownload", metrics=("peak_rss_bytes",), statistic="median",
-             title="Module download peak memory", file="matrix-moddownload-memory.png"),
+             title="Module download peak memory", file="matrix-moddownload-memory.png",
+             axis="process peak"),
 )
 
 
@@ -207,6 +216,8 @@ def _panel(rec: Record) -> str:
     if rec.suite in ("compile", "sched"):
         name = plots._short(rec.name)
         return ", ".join(x for x in ((name if rec.suite == "compile" else ""), procs) if x)
+    if rec.suite == "tooling" and rec.argv:
+        return " ".join(rec.argv)
     return plots._short(rec.name)
 
 
@@ -282,10 +293,9 @@ def matrix_md(runs: Sequence[Run], folder: Path) -> list[str]:
             unit = "P95" if head.statistic == "p95" else "median [95% CI]"
             out += [f"**{panel}** ({metric}, {unit})", "", *_table(["Go", *columns], table)]
             panels.append((panel, points))
-        is_bytes = metric.endswith("bytes")
         plot, error = _draw(functools.partial(
-            plots.matrix_plot, f"{head.title} across Go versions", "MiB" if is_bytes else "seconds",
-            2**20 if is_bytes else 1e9, panels, folder, head.file), head.title)
+            plots.matrix_plot, f"{head.title} across Go versions", head.axis, metric,
+            head.statistic, panels, folder, head.file), head.title)
         out += ([f"![{plot.title}]({plot.file})", "", plot.caption, ""] if plot else [error, ""])
     return out
 
