@@ -233,12 +233,34 @@ def join(repo: str, version: str, variant: str, new: dict[str, str],
 
 def _join_group(repo: str, cell: Cell | None, version: str, variant: str, new: dict[str, str],
                 extra: Mapping[str, str] | None) -> Joined:
-    """join() with the index annotations of the group, then the digest of the index made."""
-    joined = join(repo, version, variant, new,
-                  index_annotations(version, cell.variant if cell else None, extra))
+    """join() with the index annotations of the group; then the digest of the index made and
+    the annotations it really carries (read back: see kept_annotations)."""
+    wanted = index_annotations(version, cell.variant if cell else None, extra)
+    joined = join(repo, version, variant, new, wanted)
     made = describe(joined.tags[0])
+    kept = kept_annotations(joined.tags[0], wanted)
     return dataclasses.replace(joined, go=cell.go if cell else "",
-                               digest=made["digest"] if made else "")
+                               digest=made["digest"] if made else "", annotations=kept)
+
+
+def raw_argv(ref: str) -> list[str]:
+    return ["docker", "buildx", "imagetools", "inspect", "--raw", ref]
+
+
+def kept_annotations(ref: str, wanted: Mapping[str, str]) -> dict[str, str]:
+    """The index annotations ref carries. Only an OCI image index holds annotations: when the
+    per-arch images are Docker v2 manifests (what an engine's classic image store pushes),
+    imagetools makes a Docker manifest list and drops them without a word (buildx issue
+    2148), so this says so instead of claiming them."""
+    proc = _imagetools(raw_argv(ref))
+    raw = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else {}
+    kept = dict(raw.get("annotations") or {})
+    if wanted and not kept:
+        print(f"gobuild: warning: {ref} is a {raw.get('mediaType', 'manifest list')}, which "
+              "holds no annotations, so registries show no description for it: push the "
+              "per-arch images with OCI media types (an engine with the containerd image "
+              "store) to get them", file=sys.stderr)
+    return kept
 
 
 def push(client: docker.DockerClient, images: list[Built], registry: str) -> list[Pushed]:
@@ -332,10 +354,15 @@ def pull(client: docker.DockerClient, cells: tuple[Cell, ...], lock: Lock, regis
     image: the index or per-arch manifest a publish job produced), check it against the lock,
     and tag it locally as gobuild would have built it."""
     repo = repository(registry)
+    pinned = describe(f"{repo}@{digest}") if digest else None
+    if digest and pinned is None:
+        raise RegistryError(f"{repo}@{digest} is not in the registry: check --registry and "
+                            "--digest (the digest 'gobuild join --json' printed)")
     out = []
     for cell in cells:
         release, artifact = lock.release(cell), lock.artifact(cell)
-        remote = f"{repo}@{digest}" if digest else multiarch_tags(release, cell, repo)[0]
+        remote = (_platform_ref(repo, digest, pinned, cell.platform) if digest
+                  else multiarch_tags(release, cell, repo)[0])
         print(f"gobuild: pulling {remote} for {cell.platform}", file=sys.stderr)
         try:
             img = client.images.pull(remote, platform=cell.platform)
@@ -366,3 +393,16 @@ def pull(client: docker.DockerClient, cells: tuple[Cell, ...], lock: Lock, regis
             entry["digest"] = digest
         out.append(entry)
     return out
+
+
+def _platform_ref(repo: str, digest: str, descriptor: dict, platform: str) -> str:
+    """repo@<the platform's own manifest digest> for a pinned index (one engine keeps one
+    image per repo@digest, so two platforms pulled by one index digest would share a name),
+    or repo@digest for a per-arch manifest."""
+    if "manifests" not in descriptor:
+        return f"{repo}@{digest}"
+    listed = index_manifests(descriptor)
+    if platform not in listed:
+        raise RegistryError(f"{repo}@{digest} lists no {platform} image (it lists "
+                            f"{', '.join(sorted(listed)) or 'none'}): select its --platform")
+    return f"{repo}@{listed[platform]}"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from builder import ci, pipeline, registry
-from builder.errors import ConfigError
+from builder.errors import ConfigError, RegistryError
 from builder.inputs import Inputs
 from builder.matrix import Selection
 
@@ -92,9 +92,14 @@ def test_pull_digest_must_be_a_sha256_and_pin_one_version_and_variant():
         pipeline.pull(cells(go=("1.22",)), lock, "r:5000/ns", digest=DIGEST)
 
 
-def test_pull_digest_pulls_the_pinned_reference_for_each_platform():
-    """The engine is replaced (unit test of the arguments): an index digest is pulled once per
-    selected platform, by digest, never by the moving tag."""
+def test_pull_digest_pulls_each_platform_s_manifest_of_the_pinned_index(monkeypatch):
+    """The engine and the registry are replaced (unit test of the arguments): an index digest
+    is pulled once per selected platform, by that platform's manifest digest in the index
+    (one engine keeps one image per repo@digest), never by the moving tag."""
+    per_arch = {"amd64": "sha256:" + "1" * 64, "arm64": "sha256:" + "2" * 64}
+    index = {"digest": DIGEST, "manifests": [
+        {"digest": d, "platform": {"os": "linux", "architecture": a}} for a, d in per_arch.items()]}
+    monkeypatch.setattr(registry, "describe", lambda ref: index if ref.endswith(DIGEST) else None)
     selected = inputs(go=("1.22",), variants=("slim",))
     lock = selected.lock()
     pulls = []
@@ -119,10 +124,17 @@ def test_pull_digest_pulls_the_pinned_reference_for_each_platform():
         images = Images()
 
     out = pipeline.pull(selected.cells(), lock, "r:5000/ns", client=Client(), digest=DIGEST)
-    assert pulls == [(f"r:5000/ns/go@{DIGEST}", "linux/amd64"), (f"r:5000/ns/go@{DIGEST}", "linux/arm64")]
+    assert pulls == [(f"r:5000/ns/go@{per_arch['amd64']}", "linux/amd64"),
+                     (f"r:5000/ns/go@{per_arch['arm64']}", "linux/arm64")]
     assert [p["digest"] for p in out] == [DIGEST, DIGEST]
     assert [p["tag"] for p in out] == [f"gobuild/go:{lock.go['1.22'].version}-slim-{a}"
                                        for a in ("amd64", "arm64")]
+    index["manifests"].pop()
+    with pytest.raises(RegistryError, match="lists no linux/arm64 image"):
+        pipeline.pull(selected.cells(), lock, "r:5000/ns", client=Client(), digest=DIGEST)
+    with pytest.raises(RegistryError, match="is not in the registry"):
+        pipeline.pull(selected.cells(), lock, "r:5000/ns", client=Client(),
+                      digest="sha256:" + "9" * 64)
 
 
 def digests_entry(cell_id, remote, digest=DIGEST):
