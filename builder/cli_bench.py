@@ -7,8 +7,14 @@ from pathlib import Path
 
 import click
 
-from .bench.options import (BenchOptions, parse_cpus, parse_duration, parse_gomaxprocs, parse_memory,
-                            workload_shape)
+from .bench.options import (
+    BenchOptions,
+    parse_cpus,
+    parse_duration,
+    parse_gomaxprocs,
+    parse_memory,
+    workload_shape,
+)
 from .bench.output import summary_text
 from .bench.progress import Progress
 from .bench.results import SUITES

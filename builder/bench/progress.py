@@ -14,8 +14,15 @@ from collections.abc import Callable, Iterator
 from typing import Literal, TextIO
 
 from rich.console import Console
-from rich.progress import (BarColumn, Progress as RichProgress, ProgressColumn, SpinnerColumn,
-                           Task, TextColumn, TimeElapsedColumn)
+from rich.progress import (
+    BarColumn,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.progress import Progress as RichProgress
 from rich.text import Text
 
 Mode = Literal["rich", "plain", "quiet"]
@@ -104,7 +111,7 @@ class Progress:
         else:
             print(f"{PREFIX}warning: {message}", file=self._file or sys.stderr, flush=True)
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> Progress:  # noqa: PYI034 - a final class
         if self._rich is not None:
             self._rich.start()
         return self

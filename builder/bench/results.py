@@ -21,6 +21,8 @@ Additions to v1 (additive: a reader of the first v1 documents reads these unchan
   `host.quiet_wait`: what --wait-quiet saw (threshold, seconds waited, load before and after,
   whether the host became quiet), or null when it was not asked for.
 - `options.workload_size`, `options.configs`, `options.wait_quiet`, `options.quiet_load`.
+- `prepare_s` in each target: the wall time of its preparation (workload, module cache, probes;
+  not CPU-limited).
 """
 from __future__ import annotations
 
@@ -88,6 +90,7 @@ class Target:
     emulated: bool
     volume: str
     config: str = ""  # the configuration label [default: ref]; REF#N for a repeated image
+    prepare_s: float | None = None  # wall time of its preparation (not CPU-limited)
 
     @property
     def label(self) -> str:
@@ -96,7 +99,7 @@ class Target:
     def to_json(self) -> dict:
         return {"image": self.ref, "config": self.label, "image_id": self.image_id,
                 "digest": self.digest, "platform": self.platform, "go_version": self.go_version,
-                "emulated": self.emulated}
+                "emulated": self.emulated, "prepare_s": self.prepare_s}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,7 +13,6 @@ import json
 import posixpath
 import random
 import shlex
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -147,11 +146,12 @@ class Bench:
         with self.progress.step(f"preparing {target.label} ({target.platform}"
                                 f"{', emulated' if target.emulated else ''}): workload, module "
                                 "cache, probes"):
+            start = time.monotonic()
             done = engine.run(self.client, spec, self.run_id, files={MOUNT: workload.tarball(files)})
         if done.exit_code != 0 or "GOBUILD-PREPARED" not in done.output:
             raise BenchError(f"preparing {ref} failed ({done.tail()}): does the workload build, "
                              f"and does --bench-package {o.bench_package} name a package with tests?")
-        return target
+        return replace(target, prepare_s=round(time.monotonic() - start, 1))
 
     def facts(self, target: Target) -> dict:
         """Limits in force and host facts, as seen from inside a limited container."""
@@ -316,6 +316,3 @@ def rounds(bench: Bench, cfgs: list[Config], opts: BenchOptions, on_round: OnRou
             on_round(tuple(records.values()), r + 1 - opts.warmup, profiles, list(loads))
     return tuple(records.values())
 
-
-def log_stderr(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)

@@ -1,5 +1,6 @@
 """The bench's pure parts: configurations, samples from container output, typed results and
 the files written from them (no daemon)."""
+import itertools
 import json
 import shlex
 
@@ -231,9 +232,9 @@ def test_two_images_and_one_image_twice_are_interleaved_in_every_round(tmp_path)
     records = runner.rounds(FakeBench(), cfgs, o, lambda recs, done, profs, loads: loads_seen.append(loads))
     for r in range(o.warmup + o.runs):  # every round runs every configuration of every image
         in_round = [label for i, label in seen if i == r]
-        assert {label for label in in_round} == set(labels)
+        assert set(in_round) == set(labels)
         # and not in blocks (which change image only twice a round): the order mixes them
-        changes = sum(a != b for a, b in zip(in_round, in_round[1:]))
+        changes = sum(a != b for a, b in itertools.pairwise(in_round))
         assert changes > len(labels) - 1, in_round
     assert {rec.config.target.label for rec in records} == set(labels)
     assert all(len(rec.samples) == o.runs for rec in records)

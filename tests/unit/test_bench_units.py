@@ -180,7 +180,7 @@ def test_wait_quiet_gives_up_after_its_seconds_with_a_warning():
     unknown = wait_quiet(lambda: None, 1.0, 12, sleep=clock.sleep, clock=clock)
     assert not unknown.quiet and "could not be read" in unknown.warning()
     never = wait_quiet(lambda: 0.0, 0.0, 1, sleep=clock.sleep, clock=clock)  # nothing is below 0
-    assert not never.quiet
+    assert not never.quiet and never.waited_s == 1.0  # --quiet-load 0 waits the whole SECONDS
 
 
 def test_the_default_quiet_threshold_is_half_the_cpus_where_the_busy_warning_starts():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
 from rich.console import Console
 
 from builder.bench import progress as progress_mod
@@ -101,9 +102,10 @@ def test_quiet_says_nothing_but_warnings(capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_progress_never_writes_to_stdout(capsys):
+@pytest.mark.parametrize("mode", ["rich", "plain"])
+def test_progress_never_writes_to_stdout(capsys, mode):
     clock = Clock()
-    run_through(Progress("plain", clock=clock), clock)  # to the real stderr
+    run_through(Progress(mode, clock=clock), clock)  # to the real stderr, whatever it is
     captured = capsys.readouterr()
     assert captured.out == "" and "4/4 runs" in captured.err
 
