@@ -114,8 +114,8 @@ def search(probe: Callable[[int], Probe], *, start: int, floor: int, runs: int) 
         if hi is None:
             break
         limit = next_limit(lo, hi)
-        if limit is None and hi > floor and not any(p.limit == floor for p in probes):
-            limit = floor  # close to the floor: try it, so that a failure below is seen
+        if limit is None and lo == floor and hi > floor and not any(p.limit == floor for p in probes):
+            limit = floor  # nothing failed yet, close to the floor: try it, to see a failure
         if limit is None:
             break
     return probes

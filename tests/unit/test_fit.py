@@ -39,6 +39,7 @@ def test_the_search_brackets_the_need_within_ten_runs(need):
     assert (result.smallest_ok / result.largest_failed <= fit.STOP_RATIO
             or result.smallest_ok - result.largest_failed <= fit.STOP_BYTES)
     assert probe.calls[0] == 8 * GiB
+    assert 64 * MiB not in probe.calls or need < 80 * MiB  # the floor only when nothing failed
 
 
 def test_a_run_budget_is_kept_and_a_fit_at_the_floor_has_no_failure_below():
