@@ -17,7 +17,8 @@ _paths = click.argument("paths", nargs=-1, required=True, metavar="PATH...",
 @_paths
 @click.option("--col", type=click.Choice(compare.COLUMNS),
               help="Compare the configurations of ONE run that differ in this (benchstat's -col): "
-                   "the run's first image (or Go version, or platform) is the base.")
+                   "the run's first image (or Go version, or platform) is the base "
+                   "[default with one PATH: image].")
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json", "csv"]),
               default="text", show_default=True, help="Output format.")
 @json_option

@@ -392,7 +392,10 @@ def _names(paths: list[Path]) -> list[str]:
 
 
 def compare_paths(paths: list[Path], col: Column | None = None) -> Comparison:
-    """`gobuild bench compare`: OLD NEW (folders or results.json), or RUN --col ATTR."""
+    """`gobuild bench compare`: OLD NEW (folders or results.json), or RUN --col ATTR (one
+    run alone: its images side by side, --col image)."""
+    if len(paths) == 1 and col is None:
+        col = "image"
     if col:
         if len(paths) != 1:
             raise ConfigError(f"--col compares the configurations of ONE run; {len(paths)} given: "

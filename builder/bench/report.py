@@ -240,8 +240,10 @@ def _cells(runs: Sequence[Run]) -> list[Cell]:
             column = t.platform + (f" @ {run.host_label or 'local'}" if hosts else "")
             placed.append((run, rec, t, column))
     images_at: dict[tuple[str, str], set[str]] = {}
+    runs_at: dict[tuple[str, str], set[str]] = {}
     for run, rec, t, column in placed:
         images_at.setdefault((t.go_version, column), set()).add(rec.config)
+        runs_at.setdefault((t.go_version, column), set()).add(run.run_id)
     clash = any(len(v) > 1 for v in images_at.values())
     cells = []
     for run, rec, t, column in placed:
@@ -249,6 +251,8 @@ def _cells(runs: Sequence[Run]) -> list[Cell]:
         if clash:
             tag = rec.config.rsplit(":", 1)[-1]
             row = tag.rsplit("-", 1)[0] if tag.endswith(t.platform.rsplit("/", 1)[-1]) else tag
+        if len(runs_at[(t.go_version, column)]) > 1:  # the same cell measured by several runs
+            row = f"{row} (run {run.run_id})"
         cells.append(Cell(row=row, column=column, record=rec, run=run))
     return cells
 
