@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from ..errors import ConfigError
+from . import benchfmt
 from .results import METRICS, SCHEMA
 
 Unit = Literal["ns", "bytes", "count"]
@@ -28,9 +29,12 @@ HIGHER_IS_BETTER: frozenset[str] = frozenset()
 
 
 def unit_of(metric: str) -> Unit:
-    if metric.endswith("_ns"):
+    """What a metric counts: results.json names (wall_ns, peak_rss_bytes) or go test's own
+    units (ns/op, B/op)."""
+    if metric.endswith("_ns") or metric == "ns/op":
         return "ns"
-    if metric.endswith("_bytes") or metric in _BYTES or metric.startswith("cgroup_"):
+    if (metric.endswith("_bytes") or metric in _BYTES or metric.startswith("cgroup_")
+            or metric == "B/op"):
         return "bytes"
     return "count"
 
@@ -154,11 +158,26 @@ def _record(rec: dict) -> Record:
     )
 
 
+def _gotest_records(rec: dict) -> list[Record]:
+    """go test's own benchmarks of the gotest suite, one record each (units as metrics:
+    ns/op, B/op, allocs/op), from the result lines every measured run kept."""
+    values: dict[str, dict[str, list[float]]] = {}
+    for sample in rec["samples"]:
+        for result in benchfmt.parse("\n".join(sample.get("benchmarks") or [])):
+            for unit, v in result.values.items():
+                values.setdefault(result.name.removeprefix("Benchmark"), {}).setdefault(unit, []).append(v)
+    return [Record(suite="gotest", name=f"GoTest/{name}", config=rec.get("config") or rec["image"],
+                   image=rec["image"], gomaxprocs=None, emulated=bool(rec.get("emulated")),
+                   values=MappingProxyType({u: tuple(vs) for u, vs in units.items()}), failed=0, oom=0)
+            for name, units in values.items()]
+
+
 def _run(data: dict, file: Path) -> Run:
     targets = tuple(Target(config=t.get("config") or t["image"], image=t["image"],
                            platform=t["platform"], go_version=str(t["go_version"]),
                            emulated=bool(t["emulated"])) for t in data["targets"])
     records = tuple(_record(r) for recs in data["suites"].values() for r in recs)
+    records += tuple(g for r in data["suites"].get("gotest", ()) for g in _gotest_records(r))
     return Run(
         path=file.parent, run_id=data["run_id"], started=data["started"], finished=data.get("finished"),
         status=data.get("status", "complete"), rounds_done=data.get("rounds_done"),

@@ -238,3 +238,21 @@ def test_one_image_benched_twice_is_two_configurations(tmp_path):
     cmp = compare.compare_paths([_write(tmp_path, "aa", merged)], col="image")
     assert (cmp.base, cmp.others) == (f"{image}#1", (f"{image}#2",))
     assert len(cmp.rows) == 7 and sum(r.significant for r in cmp.rows) == 3
+
+
+def test_go_tests_own_benchmarks_are_compared_too(tmp_path):
+    def doc(ns: list[int]) -> dict:
+        d = _keep_runs(_doc("slowdown-n5", "old"), 0)
+        d["suites"] = {"gotest": [{
+            "suite": "gotest", "name": "GoTest", "image": d["targets"][0]["image"], "gomaxprocs": 1,
+            "emulated": False, "failed": [], "summary": {"wall_ns": None},
+            "samples": [{"wall_ns": 1e9, "benchmarks": [
+                f"BenchmarkParse-1  1000  {v} ns/op  48 B/op  2 allocs/op"]} for v in ns]}]}
+        return d
+
+    cmp = compare.compare_paths([_write(tmp_path, "old", doc([100, 101, 102, 103, 104])),
+                                 _write(tmp_path, "new", doc([200, 201, 202, 203, 204]))])
+    rows = {(r.benchmark, r.metric): r for r in cmp.rows}
+    assert rows[("GoTest/Parse-1", "ns/op")].verdict == "worse"
+    assert rows[("GoTest/Parse-1", "B/op")].note == "all samples are equal"
+    assert compare.fmt_value("B/op", 48) == "48 B"
