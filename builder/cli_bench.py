@@ -43,9 +43,10 @@ from .inputs import Inputs, inputs_options, json_option
               help="Bench your own module (its go.mod folder) instead of the embedded one.")
 @click.option("--workload-size", type=click.Choice(list(SIZES)), default=None,
               help="Embedded workload's size: small = 20 modules, 100 packages (the default); "
-                   "medium = 200, 600; large = 1,200 modules, 2,400 packages (the published "
-                   "comparison's graph size; preparing it takes about a minute at 1 CPU, see the "
-                   "README for each size's times).")
+                   "medium = 200, 600; large = 1,200 modules, 2,400 packages, the published "
+                   "comparison's graph size (on a busy 2-CPU host: 2 min to prepare, go list "
+                   "-deps 17 s a run at --cpus 1; pair it with --suite tooling; each size's "
+                   "times are in the README).")
 @click.option("--modules", type=click.IntRange(1, 5000), help="Embedded workload: modules [default: the size's].")
 @click.option("--packages", type=click.IntRange(1, 20000), help="Embedded workload: packages [default: the size's].")
 @click.option("--compile-target", type=click.Choice(["workload", "std"]), default="workload",
@@ -66,7 +67,7 @@ from .inputs import Inputs, inputs_options, json_option
                    "[default: half the engine's CPUs]; 0 waits the whole SECONDS.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr (errors and warnings only).")
 @click.option("--cleanup", is_flag=True,
-              help="Only remove the containers and volumes that gobuild runs which are no longer "
+              help="Only remove the containers, volumes and networks that gobuild runs which are no longer "
                    "running left behind, and say what was removed.")
 @click.option("--older-than", metavar="AGE",
               help="With --cleanup: also remove what is older than AGE (90m, 12h, 2d), whoever "
@@ -114,7 +115,7 @@ def bench_cmd(ctx: click.Context, inputs: Inputs, images, cpus, memory, cpuset, 
         raise ConfigError("--older-than only goes with --cleanup: gobuild bench --cleanup --older-than 2d")
     if cleanup:
         removed = cleanup_stale(age)
-        summary = (f"{sum(r.startswith('removed') for r in removed)} containers and volumes "
+        summary = (f"{sum(r.startswith('removed') for r in removed)} containers, volumes and networks "
                    "left behind by gobuild runs removed")
         click.echo("\n".join([*removed, summary]))
         return

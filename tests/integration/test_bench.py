@@ -237,12 +237,14 @@ def test_a_signal_after_a_measured_round_keeps_what_was_measured(default_image, 
 def test_cleanup_removes_what_dead_runs_left_and_spares_a_running_bench(default_image, tmp_path,
                                                                          docker_client):
     ref = docker_client.images.list(name="gobuild/go")[0].tags[0]
-    # What a crashed gobuild left: a container and a volume whose owner process is gone.
+    # What a crashed gobuild left: a container, a volume and a network whose owner process is gone.
     dead = {**engine.labels("deadbeef0000"),
             engine.OWNER_LABEL: f"{os.uname().nodename}:{os.getpid()}:0"}
     left_ctr = docker_client.containers.create(ref, ["true"], labels=dead,
                                                name=f"gobuild-test-dead-{os.getpid()}")
     left_vol = docker_client.volumes.create(name=f"gobuild-test-dead-{os.getpid()}", labels=dead)
+    left_net = docker_client.networks.create(f"gobuild-test-dead-{os.getpid()}", labels=dead,
+                                             internal=True)
     proc = subprocess.Popen(
         [GOBUILD, "bench", *SLIM_NATIVE, "--suite", "tooling", "--runs", "2", "--warmup", "0",
          "--output", str(tmp_path / "alive")], cwd=ROOT, stderr=subprocess.PIPE, text=True,
@@ -254,6 +256,7 @@ def test_cleanup_removes_what_dead_runs_left_and_spares_a_running_bench(default_
         cleaned = gobuild("bench", "--cleanup")
         assert f"container {left_ctr.name}" in cleaned.stdout
         assert f"volume {left_vol.name}" in cleaned.stdout
+        assert f"network {left_net.name}" in cleaned.stdout
         assert run_id not in cleaned.stdout  # nothing of the running bench
         rest = proc.stderr.read()
         assert proc.wait(600) == 0, rest[-2000:]
