@@ -54,7 +54,10 @@ class _Left(ProgressColumn):
     def render(self, task: Task) -> Text:
         if task.total is None:
             return Text("")
-        left = task.time_remaining if task.completed else None
+        # the mean time per run so far, as the plain lines estimate it (rich's own estimate
+        # needs several updates before it says anything)
+        left = (task.elapsed / task.completed * (task.total - task.completed)
+                if task.completed and task.elapsed is not None else None)
         return Text(f"{task.completed:g}/{task.total:g} runs, about {duration(left)} left")
 
 

@@ -369,10 +369,10 @@ def test_moddownload_measures_an_empty_and_a_warm_module_cache(moddownload_run):
 
 def test_the_proxy_network_reaches_the_proxy_and_nothing_else(moddownload_run):
     said = moddownload_run["probe"]
-    assert moddownload_run["internal"] is True
     assert "v1.0.0" in said, said  # the proxy answers in the module proxy layout
     assert "default" not in said and "gateway-exit=1" in said, said  # no route out
     assert "Network is unreachable" in said, said  # not merely nothing listening there
+    assert moddownload_run["internal"] is True
     network = moddownload_run["results"]["network"]  # what the bench's own check saw
     assert network["name"] == moddownload_run["network"] and network["other_routes"] == []
     check = next(iter(network["checks"].values()))

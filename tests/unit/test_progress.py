@@ -27,7 +27,7 @@ class Tty(io.StringIO):
         return True
 
 
-def run_through(p: Progress, clock: Clock) -> None:
+def run_through(p: Progress, clock: Clock, after_run=lambda: None) -> None:
     """What a bench says: its run id, a preparation, four runs (one failed), a warning."""
     with p:
         p("run id abc123: 1 configuration(s)")
@@ -38,6 +38,7 @@ def run_through(p: Progress, clock: Clock) -> None:
             p.run_started(f"round {i}/4 GoTooling/cmd=go-mod-graph-1 img")
             clock.now += 10.0
             p.run_done(f"round {i}/4 GoTooling/cmd=go-mod-graph-1 img", outcome)
+            after_run()
         p.warn("the host did not become quiet")
 
 
@@ -81,7 +82,7 @@ def test_the_live_display_on_a_terminal_shows_the_bar_counts_and_time_left():
     console = Console(file=out, force_terminal=True, width=150, color_system="standard")
     p = Progress("rich", console=console, clock=clock)
     p._rich.live.auto_refresh = False  # deterministic: draw when told, not on a timer
-    run_through(p, clock)
+    run_through(p, clock, after_run=p._rich.refresh)
     raw = out.getvalue()
     text = ANSI.sub("", raw)
     assert ANSI.search(raw)  # drawn for a terminal (cursor movement, colours)
@@ -89,6 +90,7 @@ def test_the_live_display_on_a_terminal_shows_the_bar_counts_and_time_left():
     assert "bench: preparing img: workload, module cache, probes: 12.0 s" in text
     assert "4/4 runs" in text  # the bar's count as it ends
     assert "round 4/4 GoTooling/cmd=go-mod-graph-1 img" in text
+    assert "1/4 runs, about 0:30 left" in text  # 10 s a run so far, three to go
     assert "about 0:00 left" in text
     assert "bench: round 3/4 GoTooling/cmd=go-mod-graph-1 img: failed" in text  # kept visible
     assert "bench: warning: the host did not become quiet" in text
