@@ -46,7 +46,8 @@ stop_our_dockerd() {
   die "dockerd (pid $pid) did not stop within 30 s: stop it, then run setup again"
 }
 buildx_works() { docker buildx version >/dev/null 2>&1; }
-arm64_registered() { [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; }
+# A native arm64 host (an arm64 CI runner whose engine already runs) needs no arm64 emulator.
+arm64_registered() { [ "$(uname -m)" = aarch64 ] || [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; }
 
 apt_updated=0
 apt_install() {
