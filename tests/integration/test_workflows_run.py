@@ -284,8 +284,9 @@ def run(tmp_path_factory, registry, docker_client):
 
 
 @pytest.fixture(scope="module")
-def published(run, registry):
-    """images.yml: matrix, a build job per platform, the merge job, a verify job per platform."""
+def published(run, registry, bases):
+    """images.yml: matrix, a build job per platform, the merge job, a verify job per platform
+    (the build jobs build the newest Go's slim images where this machine has none yet)."""
     inputs = {"go": GO, "variant": VARIANT, "emulate": False}
     matrix = run_job(run, "images.yml", "matrix", inputs=inputs)
     entries = json.loads(matrix["matrix"])["include"]
