@@ -204,6 +204,7 @@ class FitOptions:
 
 @dataclass(frozen=True, kw_only=True)
 class FitResult:
+    run_id: str  # the labels of its containers and volume
     cell: str
     image: str
     platform: str
@@ -246,7 +247,7 @@ class FitResult:
         return "\n".join(lines)
 
     def as_json(self) -> dict:
-        return {"schema": "gobuild.fit/v1", "cell": self.cell, "image": self.image,
+        return {"schema": "gobuild.fit/v1", "run_id": self.run_id, "cell": self.cell, "image": self.image,
                 "platform": self.platform, "emulated": self.emulated, "cpus": self.cpus,
                 "gomaxprocs": self.gomaxprocs, "command": list(self.command),
                 "subject": self.subject, "cache_state": CACHE_STATE, "floor": self.floor,
@@ -406,7 +407,7 @@ def fit(inputs: Inputs, opts: FitOptions, engine_client: docker.DockerClient | N
                         base_env=EMBEDDED_ENV if embedded else user_env, timeout=opts.timeout,
                         run_id=run_id, log=log)
         probes, settings = run_fit(engine_client, prober, opts, ceiling, log)
-    return FitResult(cell=target.cell.id, image=target.image, platform=target.cell.platform,
+    return FitResult(run_id=run_id, cell=target.cell.id, image=target.image, platform=target.cell.platform,
                      emulated=target.emulated, cpus=cpus, gomaxprocs=gomaxprocs,
                      command=opts.command, subject=subject, floor=opts.floor, ceiling=ceiling,
                      probes=tuple(probes), settings=settings)

@@ -109,7 +109,7 @@ def test_the_recommendation_names_the_smaller_board_and_the_cost():
 
 def test_the_table_shows_each_setting_and_the_cache_state():
     settings = (result("as-is", 1300 * MiB, 40.0, 1200 * MiB), result("p1", None, None))
-    res = fit.FitResult(cell="go1.27-slim-linux-arm64", image="img", platform="linux/arm64",
+    res = fit.FitResult(run_id="r", cell="go1.27-slim-linux-arm64", image="img", platform="linux/arm64",
                         emulated=True, cpus=2, gomaxprocs=2, command=("go", "build", "./..."),
                         subject="the embedded workload", floor=64 * MiB, ceiling=8 * GiB,
                         probes=(), settings=settings)
