@@ -94,7 +94,8 @@ def mounts(volumes: tuple[CacheVolume, ...]) -> dict[str, str]:
 def stamped(command: tuple[str, ...], volumes: tuple[CacheVolume, ...]) -> tuple[str, ...]:
     """command, run after writing the time into each cache volume (pure). `exec` keeps the
     command the container's main process: signals and the exit code are its own."""
-    stamps = "".join(f"date +%s >{shlex.quote(v.mount + '/' + STAMP)} 2>/dev/null; " for v in volumes)
+    stamps = "".join(f"{{ date +%s >{shlex.quote(v.mount + '/' + STAMP)}; }} 2>/dev/null; "
+                     for v in volumes)
     return ("sh", "-c", stamps + 'exec "$@"', "gobuild", *command)
 
 
