@@ -20,6 +20,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 engine_answers() { docker info >/dev/null 2>&1; }
+browser_present() { command -v chromium || command -v chromium-browser || command -v google-chrome; } >/dev/null 2>&1
 # The engine users have today is 24-28; Debian offers 26.1 (trixie's docker.io, installable on
 # bookworm with a low pin). Setup installs it, and upgrades an older docker.io only when setup
 # itself installed it (its marker, or its trixie source plus its dockerd log from earlier runs):
@@ -63,7 +64,7 @@ apt_install() {
 need_system_tools() {
   command -v docker >/dev/null 2>&1 || return 0
   engine_outdated && return 0
-  command -v chromium >/dev/null 2>&1 || return 0
+  browser_present || return 0
   for f in docker-registry mmdebstrap arch-test qemu-aarch64-static; do
     command -v "$f" >/dev/null 2>&1 || return 0
   done
@@ -75,6 +76,7 @@ need_system_tools() {
 # Bookworm lacks docker-buildx and has engine 20.10: a trixie source pinned at priority 100 lets
 # setup take docker.io, docker-cli and docker-buildx from trixie and nothing else.
 add_trixie_source() {
+  # shellcheck source=/dev/null
   . /etc/os-release
   [ "${VERSION_CODENAME:-}" = bookworm ] || return 0
   [ -e /etc/apt/sources.list.d/gobuild-trixie.sources ] && return 0
@@ -138,7 +140,12 @@ system_setup() {
   fi
 
   # Headless Chromium: the report tests look at rendered reports the way a person would.
-  command -v chromium >/dev/null 2>&1 || apt_install chromium
+  # (Ubuntu's chromium package is a snap shim: there, and wherever one is installed, use that.)
+  if ! browser_present; then
+    # shellcheck source=/dev/null
+    . /etc/os-release
+    if [ "${ID:-}" = debian ]; then apt_install chromium; else say "missing: a headless Chromium or Chrome for the report tests (fix: install chromium or google-chrome)"; fi
+  fi
 
   # The local registry (tests run it with their own config) and the base-image builder.
   command -v docker-registry >/dev/null 2>&1 || apt_install docker-registry
@@ -167,7 +174,7 @@ elif engine_answers && ! engine_outdated && [ "${GOBUILD_SETUP_SYSTEM:-}" != 1 ]
   arm64_registered || say "missing: qemu for linux/arm64 (fix: apt-get install qemu-user-static binfmt-support, or GOBUILD_SETUP_SYSTEM=1 $0)"
   command -v docker-registry >/dev/null 2>&1 || say "missing: docker-registry, needed by the integration tests (fix: apt-get install docker-registry)"
   command -v mmdebstrap >/dev/null 2>&1 || say "missing: mmdebstrap, needed by 'gobuild base' (fix: apt-get install mmdebstrap)"
-  command -v chromium >/dev/null 2>&1 || say "missing: chromium, needed by the report tests (fix: apt-get install chromium)"
+  browser_present || say "missing: chromium, needed by the report tests (fix: apt-get install chromium)"
 else
   system_setup
 fi
@@ -179,7 +186,7 @@ if [ ! -x "$VENV/bin/gobuild" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ];
   "$PYTHON" -m venv --help >/dev/null 2>&1 || apt_install python3-venv
   say "creating the virtualenv in $VENV"
   "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/pip" install -q -e "$here[test]"
+  "$VENV/bin/pip" install -q -e "${here}[test]"
   echo "$want" >"$stamp"
 fi
 say "ready: $("$VENV/bin/gobuild" --version)"
