@@ -128,7 +128,7 @@ def sched_plot(run: Run, folder: Path) -> Plot | None:
     if not recs:
         return None
     quants = [(m, q, name) for m, q, name in SCHED_QUANTILES if name != "max"]
-    fig, axes = _figure(4.6)
+    fig, axes = _figure(4.6 + 0.2 * len(recs))
     ax = axes[0][0]
     for rec, color in zip(recs, _colors(len(recs))):
         have = [(m, q, name) for m, q, name in quants if rec.values.get(m)]
@@ -158,7 +158,8 @@ def sched_plot(run: Run, folder: Path) -> Plot | None:
     ax.set_ylabel("fraction of goroutines created")
     ax.set_title("Goroutine-creation latency: cumulative distribution")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="upper left")  # low latencies at high fractions: never data
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8,
+               ncols=1)  # under the axes: never over a line
     rel = _save(fig, folder, "sched-latency.png")
     worst = max((v for r in recs for v in r.values.get("max_ns", ())), default=None)
     most = f" The largest single latency seen was {worst / 1e3:.3g} µs." if worst else ""
@@ -187,7 +188,10 @@ def tooling_plot(run: Run, folder: Path) -> Plot | None:
             x = i - 0.4 + width * (j + 0.5)
             vals = [v / 1e6 for v in rec.values["wall_ns"]]
             offsets = [((k % 5) - 2) * width * 0.12 for k in range(len(vals))]
-            ax.scatter([x + o for o in offsets], vals, s=16, color=color, alpha=0.7, linewidths=0,
+            emulated = run.target(image).emulated  # hollow, as everywhere emulated
+            ax.scatter([x + o for o in offsets], vals, s=16, alpha=0.8,
+                       facecolors="none" if emulated else color, edgecolors=color,
+                       linewidths=1 if emulated else 0,
                        label=_image_label(run, image) + ": each run" if i == 0 else None)
             med = statistics.median(vals)
             p95 = summarize(vals).p95  # type: ignore[union-attr]
@@ -203,7 +207,8 @@ def tooling_plot(run: Run, folder: Path) -> Plot | None:
     ax.set_xlabel("command (on the workload's module graph)")
     ax.set_title("Tooling latency per command, every measured run")
     ax.grid(alpha=0.3, axis="y", which="both")
-    ax.legend(fontsize=8, loc="best")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8,
+               ncols=2)  # under the axes: never over a dot
     rel = _save(fig, folder, "tooling-latency.png")
     return Plot(file=rel, title="Tooling latency",
                 caption="Wall time of each go command, every measured run as a dot; the thick bar "

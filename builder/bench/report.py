@@ -245,14 +245,17 @@ def _cells(runs: Sequence[Run]) -> list[Cell]:
         images_at.setdefault((t.go_version, column), set()).add(rec.config)
         runs_at.setdefault((t.go_version, column), set()).add(run.run_id)
     clash = any(len(v) > 1 for v in images_at.values())
+    split_version: dict[str, bool] = {}
+    for (version, _), ids in runs_at.items():
+        split_version[version] = split_version.get(version, False) or len(ids) > 1
     cells = []
     for run, rec, t, column in placed:
         row = t.go_version
         if clash:
             tag = rec.config.rsplit(":", 1)[-1]
             row = tag.rsplit("-", 1)[0] if tag.endswith(t.platform.rsplit("/", 1)[-1]) else tag
-        if len(runs_at[(t.go_version, column)]) > 1:  # the same cell measured by several runs
-            row = f"{row} (run {run.run_id})"
+        if split_version.get(t.go_version):  # a cell of this row measured by several runs:
+            row = f"{row} (run {run.run_id})"  # one row per run, so a run's cells stay together
         cells.append(Cell(row=row, column=column, record=rec, run=run))
     return cells
 
