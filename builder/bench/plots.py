@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import re
 import statistics
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -339,10 +340,11 @@ def matrix_plot(title: str, what: str, metric: str, statistic: str,
                             linestyle="--" if emulated else "-",
                             markerfacecolor="white" if emulated else colors[column],
                             label=f"{column} (emulated: qemu, not the hardware)" if emulated else column)
-        ax.set_xticks(range(len(versions)), [v if not v[:1].isdigit() else f"go{v}" for v in versions],
-                      fontsize=8)
+        ax.set_xticks(range(len(versions)), [
+            (f"go{v}" if v[:1].isdigit() and "-" not in v.split(" ")[0] else v).replace(" (run ", "\n(run ")
+            for v in versions], fontsize=8)
         ax.set_xlim(-0.5, len(versions) - 0.5)
-        ax.set_title(panel, fontsize=9)
+        ax.set_title(textwrap.fill(panel, 40), fontsize=9)
         ax.set_xlabel("Go version", fontsize=8)
         ax.set_ylabel(f"{what} ({unit})", fontsize=8)
         ax.set_ylim(bottom=0)
@@ -356,7 +358,7 @@ def matrix_plot(title: str, what: str, metric: str, statistic: str,
     labels = list(handles)
     fig.legend([handles[lab] for lab in labels], labels, loc="outside lower center",
                ncols=min(3, len(labels)), fontsize=8)
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(title.replace("`", ""), fontsize=11)
     rel = _save(fig, folder, name)
     stat = ("P95 of the runs per Go version and platform" if statistic == "p95" else
             "Median per Go version and platform, whiskers: its 95% CI (none below 6 runs)")
