@@ -38,7 +38,7 @@ STYLE = ("body{max-width:1012px;margin:0 auto;font:14px sans-serif} img{max-widt
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    found = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
     if not found:
         msg = "no chromium: apt-get install chromium (scripts/setup-host.sh installs it)"
         if os.environ.get("CI"):
