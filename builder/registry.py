@@ -23,6 +23,9 @@ IMAGE_NAME = "go"
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 # OCI annotation keys are reverse-domain names (org.opencontainers.image.source).
 ANNOTATION_KEY_RE = re.compile(r"^[A-Za-z0-9]+([._-][A-Za-z0-9]+)*$")
+# Only an OCI image index holds annotations, and imagetools makes one only from OCI sources.
+OCI_MEDIA_TYPES = frozenset({"application/vnd.oci.image.manifest.v1+json",
+                             "application/vnd.oci.image.index.v1+json"})
 
 
 def repository(registry: str) -> str:
@@ -220,6 +223,9 @@ def join(repo: str, version: str, variant: str, new: dict[str, str],
     if minor not in targets:
         print(f"gobuild: {minor} stays on its {', '.join(sorted(minor_now))} images until "
               f"{exact} lists every one of those platforms", file=sys.stderr)
+    if annotations:
+        annotations = annotations_for(exact, {src: (describe(src) or {}).get("mediaType", "")
+                                              for src in sources}, annotations)
     proc = _imagetools(imagetools_argv(targets, sources, annotations))
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -238,7 +244,7 @@ def _join_group(repo: str, cell: Cell | None, version: str, variant: str, new: d
     wanted = index_annotations(version, cell.variant if cell else None, extra)
     joined = join(repo, version, variant, new, wanted)
     made = describe(joined.tags[0])
-    kept = kept_annotations(joined.tags[0], wanted)
+    kept = kept_annotations(joined.tags[0], joined.annotations)
     return dataclasses.replace(joined, go=cell.go if cell else "",
                                digest=made["digest"] if made else "", annotations=kept)
 
@@ -247,19 +253,52 @@ def raw_argv(ref: str) -> list[str]:
     return ["docker", "buildx", "imagetools", "inspect", "--raw", ref]
 
 
-def kept_annotations(ref: str, wanted: Mapping[str, str]) -> dict[str, str]:
-    """The index annotations ref carries. Only an OCI image index holds annotations: when the
-    per-arch images are Docker v2 manifests (what an engine's classic image store pushes),
-    imagetools makes a Docker manifest list and drops them without a word (buildx issue
-    2148), so this says so instead of claiming them."""
+def non_oci(media_types: Mapping[str, str]) -> tuple[str, str] | None:
+    """(source, media type) of the first source that is not OCI, or None when all are."""
+    for source, media_type in sorted(media_types.items()):
+        if media_type not in OCI_MEDIA_TYPES:
+            return source, media_type or "manifest of unknown type"
+    return None
+
+
+def annotations_for(exact: str, media_types: Mapping[str, str],
+                    annotations: Mapping[str, str]) -> dict[str, str]:
+    """The annotations to ask imagetools for: all of them when every source (source -> media
+    type) is OCI, none otherwise. From Docker v2 sources (what an engine with the classic image
+    store pushes) imagetools makes a Docker manifest list, which holds no annotations: buildx
+    0.13 drops them without a word and later releases (buildx PR 4091) refuse the join."""
+    blocker = non_oci(media_types)
+    if blocker is None:
+        return dict(annotations)
+    source, media_type = blocker
+    print(f"gobuild: warning: {exact} is joined without index annotations: {source} is a "
+          f"{media_type}, and only an index of OCI images holds them; to get them, push the "
+          "per-arch images from an engine with the containerd image store (on a GitHub runner: "
+          "docker/setup-docker-action with daemon-config features containerd-snapshotter)",
+          file=sys.stderr)
+    return {}
+
+
+def kept_annotations(ref: str, asked: Mapping[str, str]) -> dict[str, str]:
+    """The index annotations ref really carries (what --json reports). An index that cannot be
+    read back is reported as carrying none, with a warning: the join itself succeeded, and
+    failing now would hide the digest just made."""
     proc = _imagetools(raw_argv(ref))
-    raw = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else {}
+    try:
+        raw = json.loads(proc.stdout) if proc.returncode == 0 else None
+    except ValueError:
+        raw = None
+    if not isinstance(raw, dict):
+        last = (proc.stderr.strip().splitlines() or ["not a JSON manifest"])[-1]
+        print(f"gobuild: warning: cannot read {ref} back ({last}): its annotations are "
+              "reported as none; check them with docker buildx imagetools inspect --raw",
+              file=sys.stderr)
+        return {}
     kept = dict(raw.get("annotations") or {})
-    if wanted and not kept:
-        print(f"gobuild: warning: {ref} is a {raw.get('mediaType', 'manifest list')}, which "
-              "holds no annotations, so registries show no description for it: push the "
-              "per-arch images with OCI media types (an engine with the containerd image "
-              "store) to get them", file=sys.stderr)
+    if asked and not kept:
+        print(f"gobuild: warning: {ref} is a {raw.get('mediaType', 'manifest list')} that "
+              "carries none of the annotations asked for: check docker buildx's version "
+              "(0.12 or newer writes them)", file=sys.stderr)
     return kept
 
 
@@ -358,6 +397,10 @@ def pull(client: docker.DockerClient, cells: tuple[Cell, ...], lock: Lock, regis
     if digest and pinned is None:
         raise RegistryError(f"{repo}@{digest} is not in the registry: check --registry and "
                             "--digest (the digest 'gobuild join --json' printed)")
+    platforms = sorted({cell.platform for cell in cells})
+    if pinned is not None and "manifests" not in pinned and len(platforms) != 1:
+        raise ConfigError(f"--digest {digest} names one platform's image, but {len(platforms)} "
+                          f"platforms are selected ({', '.join(platforms)}): select its --platform")
     out = []
     for cell in cells:
         release, artifact = lock.release(cell), lock.artifact(cell)

@@ -3,6 +3,7 @@ platform with its runner label; and what pull --digest and join --digests accept
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,87 @@ def test_index_annotations_name_version_and_description_and_extra_wins():
     argv = registry.imagetools_argv(["r/go:1.22.10-bookworm"], ["r/go@" + DIGEST], got)
     assert argv[argv.index("--annotation") + 1].startswith("index:org.opencontainers.image.")
     assert argv.count("--annotation") == 3 and argv[-1] == "r/go@" + DIGEST
+
+
+# --- index annotations: asked for only when imagetools can write them ------------------------
+
+OCI = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def fake_registry(monkeypatch, media_types: dict[str, str], raw_out: str = "{}", raw_rc: int = 0):
+    """describe() and the docker CLI replaced (unit test of the arguments): the per-arch
+    sources have the given media types, no multi-arch tag exists yet; returns the argv list."""
+    calls = []
+
+    def describe(ref):
+        digest = ref.rpartition("@")[2]
+        return {"mediaType": media_types[digest], "digest": digest} if "@" in ref else None
+
+    def imagetools(argv):
+        calls.append(argv)
+        out = raw_out if "--raw" in argv else ""
+        return subprocess.CompletedProcess(argv, raw_rc if "--raw" in argv else 0, out, "boom")
+
+    monkeypatch.setattr(registry, "describe", describe)
+    monkeypatch.setattr(registry, "_imagetools", imagetools)
+    return calls
+
+
+AMD, ARM = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+WANTED = {"org.opencontainers.image.version": "1.22.10", "org.opencontainers.image.source": "s"}
+
+
+def test_join_asks_for_annotations_only_when_every_source_is_oci(monkeypatch, capsys):
+    calls = fake_registry(monkeypatch, {AMD: OCI, ARM: DOCKER_V2})
+    joined = registry.join("r:5000/ns/go", "1.22.10", "slim",
+                           {"linux/amd64": AMD, "linux/arm64": ARM}, WANTED)
+    [create] = [argv for argv in calls if "create" in argv]
+    assert "--annotation" not in create and joined.annotations == {}
+    warning = capsys.readouterr().err.splitlines()[-1]
+    assert f"r:5000/ns/go@{ARM} is a {DOCKER_V2}" in warning
+    assert "containerd-snapshotter" in warning
+
+    calls = fake_registry(monkeypatch, {AMD: OCI, ARM: OCI})
+    joined = registry.join("r:5000/ns/go", "1.22.10", "slim",
+                           {"linux/amd64": AMD, "linux/arm64": ARM}, WANTED)
+    [create] = [argv for argv in calls if "create" in argv]
+    assert create.count("--annotation") == 2 and joined.annotations == WANTED
+    assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("raw_out, raw_rc", [("not json", 0), ("", 1), ("[1]", 0)])
+def test_an_index_that_cannot_be_read_back_reports_no_annotations(monkeypatch, capsys,
+                                                                   raw_out, raw_rc):
+    fake_registry(monkeypatch, {}, raw_out, raw_rc)
+    assert registry.kept_annotations("r:5000/ns/go:1.22.10-slim", WANTED) == {}
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot read r:5000/ns/go:1.22.10-slim back" in err
+
+
+def test_the_annotations_the_index_carries_are_reported(monkeypatch, capsys):
+    index = {"mediaType": "application/vnd.oci.image.index.v1+json", "annotations": WANTED}
+    fake_registry(monkeypatch, {}, json.dumps(index))
+    assert registry.kept_annotations("r:5000/ns/go:1.22.10-slim", WANTED) == WANTED
+    assert capsys.readouterr().err == ""
+
+
+def test_pull_of_a_per_arch_digest_needs_exactly_one_platform_before_pulling(monkeypatch):
+    monkeypatch.setattr(registry, "describe", lambda ref: {"mediaType": DOCKER_V2, "digest": DIGEST})
+    pulls = []
+
+    class Images:
+        def pull(self, ref, platform):
+            pulls.append(ref)
+            raise AssertionError("pulled before the platforms were checked")
+
+    class Client:
+        images = Images()
+
+    selected = inputs(go=("1.22",), variants=("slim",))
+    with pytest.raises(ConfigError) as info:
+        pipeline.pull(selected.cells(), selected.lock(), "r:5000/ns", client=Client(),
+                      digest=DIGEST)
+    assert "names one platform's image, but 2 platforms are selected" in info.value.message
+    assert "select its --platform" in info.value.message and "\n" not in info.value.message
+    assert pulls == []
