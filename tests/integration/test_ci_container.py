@@ -1,6 +1,7 @@
 """The README's "Using the images in CI", followed as a new user would: both snippets are read
 from README.md (not copied here) and run the way GitHub runs them, offline, against the local
-images of the newest Go for linux/amd64.
+images of the newest Go for the engine's own architecture (natively, on the amd64 and on the
+arm64 runner alike).
 
 - bookworm as a job `container:`: the runner's folders bind-mounted (/__w with the workspace,
   /github/home as HOME), each step written to a script and run with `sh -e`, the checkout
@@ -38,6 +39,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from builder import engine
 from builder.bench import workload
 from builder.lock import load_lock
 from builder.toolchains import cache_dir
@@ -99,24 +101,31 @@ def origin(tmp_path_factory) -> Path:
     return repo
 
 
-def newest(variant: str) -> tuple[str, str]:
-    """(minor, local tag) of the newest Go's image of variant for linux/amd64."""
+def newest(variant: str, arch: str) -> tuple[str, str]:
+    """(minor, local tag) of the newest Go's image of variant for linux/<arch>."""
     lock = load_lock(ROOT / "images" / "lock.json")
     minor = max(lock.go, key=lambda v: tuple(int(x) for x in v.split(".")))
-    return minor, f"gobuild/go:{lock.go[minor].version}-{variant}-amd64"
+    return minor, f"gobuild/go:{lock.go[minor].version}-{variant}-{arch}"
 
 
 @pytest.fixture(scope="module")
-def readme_images(docker_client, bases):
-    """The README's image names, given to the local images while the tests run (built first,
-    with the narrowest selectors, on a machine that has none)."""
+def native_arch(docker_client) -> str:
+    """The engine's own architecture: the images a job on this runner runs natively."""
+    return engine.arch(docker_client)
+
+
+@pytest.fixture(scope="module")
+def readme_images(docker_client, bases, native_arch):
+    """The README's image names, given to the engine's native images while the tests run
+    (built first, with the narrowest selectors, on a machine that has none)."""
     named = []
     for variant in ("bookworm", "slim"):
-        minor, local = newest(variant)
+        minor, local = newest(variant, native_arch)
         if not docker_client.images.list(name=local):
-            gobuild("images", "--go", "latest", "--variant", variant, "--platform", "linux/amd64",
-                    timeout=1800)
+            gobuild("images", "--go", "latest", "--variant", variant,
+                    "--platform", f"linux/{native_arch}", timeout=1800)
         image = docker_client.images.get(local)
+        assert image.attrs["Architecture"] == native_arch, local
         name = f"ghcr.io/acme/go:{minor}-{variant}"
         image.tag(name)
         named.append(name)
@@ -181,10 +190,20 @@ def restore_build_cache(image_id: str, into: Path) -> None:
         shutil.copytree(saved, into, dirs_exist_ok=True)
 
 
-def save_build_cache(image_id: str, source: Path) -> None:
+def current_ids(docker_client, readme_images: dict) -> set[str]:
+    return {docker_client.images.get(name).id for name in readme_images.values()}
+
+
+def save_build_cache(image_id: str, source: Path, keep: set[str]) -> None:
     """What actions/cache saves at the end of a job: kept for the next run (atomically: a
-    half-copied cache is never restored)."""
-    saved = cache_dir() / "ci-test" / image_id.replace(":", "-")
+    half-copied cache is never restored). The caches of images other than keep (the current
+    README images) are removed: a rebuilt image's old cache is never restored again."""
+    root = cache_dir() / "ci-test"
+    wanted = {i.replace(":", "-") for i in keep | {image_id}}
+    for entry in root.glob("sha256-*") if root.is_dir() else ():
+        if entry.name not in wanted:
+            shutil.rmtree(entry, ignore_errors=True)
+    saved = root / image_id.replace(":", "-")
     if saved.is_dir():
         return
     saved.parent.mkdir(parents=True, exist_ok=True)
@@ -237,7 +256,7 @@ def test_bookworm_snippet_runs_as_a_container_job_and_keeps_its_caches(
     mods = home / "go/pkg/mod/cache/download/example.com"
     assert {"m00", "m01", "m02"} <= {p.name for p in mods.iterdir()}
     assert len(set(files_under(build_cache)) - restored) >= 4  # this run's packages and test
-    save_build_cache(image_id, build_cache)
+    save_build_cache(image_id, build_cache, current_ids(docker_client, readme_images))
 
     # The next run gets /github/home back (actions/cache restores it): its tests are cached.
     again = tmp_path / "second"
@@ -251,11 +270,18 @@ def test_bookworm_snippet_runs_as_a_container_job_and_keeps_its_caches(
     assert docker_client.containers.list(all=True, filters={"label": LABEL}) == []
 
 
-def test_bookworm_runs_the_runners_node_and_slim_does_not(readme_images, tmp_path):
+NODE_ARCH = {"x64": "amd64", "arm64": "arm64", "arm": "arm"}  # process.arch -> Go arch
+
+
+def test_bookworm_runs_the_runners_node_and_slim_does_not(readme_images, native_arch, tmp_path):
     """JavaScript actions run with the runner's own Node (glibc), mounted into the job's
-    container: bookworm runs it; slim, with no glibc, cannot even start it."""
+    container: bookworm runs it; slim, with no glibc, cannot even start it. The runner's Node
+    is built for the runner's architecture, which is the images' (native) one."""
     node = shutil.which("node")
     assert node, "node is needed to show what JavaScript actions need (Debian: nodejs)"
+    node_arch = subprocess.run([node, "-p", "process.arch"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    assert NODE_ARCH.get(node_arch) == native_arch, f"node is {node_arch}, the images {native_arch}"
     mounts = {Path(node).resolve(): "/__e/node20/bin/node"}
     results = {}
     for variant in ("bookworm", "slim"):
@@ -290,6 +316,30 @@ def runner_dir():
     shutil.rmtree(path)
 
 
+RUNNER_TEMP_EXPR = re.compile(r"\$\{\{\s*runner\.temp\s*\}\}")
+
+
+def snippet_caches(job: dict, script: str, workspace: Path, temp: Path) -> tuple[Path, Path, Path]:
+    """(what actions/cache saves, the module cache, the build cache) on the runner, read from
+    the snippet: the cache step's path with runner.temp given, which must be the host side of
+    the `docker run -v` mount that holds the container's GOMODCACHE and GOCACHE."""
+    [cache_step] = [s for s in job["steps"] if s.get("uses", "").startswith("actions/cache@")]
+    [saved] = cache_step["with"]["path"].strip().splitlines()  # one path per line
+    saved_path = Path(RUNNER_TEMP_EXPR.sub(str(temp), saved))
+    host_of = {}  # container path -> runner path of each -v mount
+    for host, inside in (m.split(":", 1) for m in re.findall(r'-v "([^"]+)"', script)):
+        host = host.replace("$RUNNER_TEMP", str(temp)).replace("$GITHUB_WORKSPACE", str(workspace))
+        host_of[inside] = Path(host)
+    env = dict(re.findall(r"-e (\w+)=(\S+)", script))
+    found = []
+    for name in ("GOMODCACHE", "GOCACHE"):
+        [(inside, host)] = [(i, h) for i, h in host_of.items() if env[name].startswith(i + "/")]
+        assert host == saved_path, (f"{name}={env[name]} is in the mount of {host}, "
+                                    f"the cache step saves {saved_path}")
+        found.append(host / env[name].removeprefix(inside + "/"))
+    return saved_path, found[0], found[1]
+
+
 def test_slim_snippet_runs_as_the_runners_user_with_its_caches_on_the_runner(
         origin, readme_images, runner_dir, docker_client):
     [job] = readme_snippets()[1]["jobs"].values()
@@ -299,7 +349,7 @@ def test_slim_snippet_runs_as_the_runners_user_with_its_caches_on_the_runner(
     subprocess.run(["git", "clone", "-q", str(origin), str(workspace)], check=True)  # checkout
     temp.mkdir()
     image_id = docker_client.images.get(readme_images["slim"]).id
-    build_cache = temp / "go" / "build"  # the snippet's GOCACHE=/cache/build, /cache = $RUNNER_TEMP/go
+    cache, mod_cache, build_cache = snippet_caches(job, step["run"], workspace, temp)
     restore_build_cache(image_id, build_cache)
     restored = set(files_under(build_cache)) if build_cache.exists() else set()
     as_checked_out(workspace, RUNNER_UID)
@@ -317,9 +367,23 @@ def test_slim_snippet_runs_as_the_runners_user_with_its_caches_on_the_runner(
         cwd=workspace, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"^ok\s", proc.stdout, re.MULTILINE), proc.stdout
-    cache = temp / "go"
-    assert {"m00", "m01", "m02"} <= {p.name for p in (cache / "mod/cache/download/example.com").iterdir()}
-    written = files_under(cache) + files_under(workspace)
+    # What actions/cache saves holds both caches after the step.
+    downloaded = mod_cache / "cache/download/example.com"
+    assert {"m00", "m01", "m02"} <= {p.name for p in downloaded.iterdir()}
     assert len(set(files_under(build_cache)) - restored) >= 4  # this run's packages and test
+    written = files_under(cache) + files_under(workspace)
     assert {p.lstat().st_uid for p in written} == {RUNNER_UID}  # the runner can clean up
-    save_build_cache(image_id, build_cache)
+    save_build_cache(image_id, build_cache, current_ids(docker_client, readme_images))
+
+
+def test_the_saved_build_caches_keep_only_the_current_images(tmp_path, monkeypatch):
+    """The test cache of an image that was rebuilt (another id) is removed on the next save."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    root = tmp_path / "gobuild" / "ci-test"
+    for name in ("sha256-old", "sha256-other"):
+        (root / name).mkdir(parents=True)
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "entry").write_text("x")
+    save_build_cache("sha256:new", tmp_path / "build", {"sha256:new", "sha256:other"})
+    assert sorted(p.name for p in root.iterdir()) == ["sha256-new", "sha256-other"]
+    assert (root / "sha256-new" / "entry").read_text() == "x"

