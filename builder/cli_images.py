@@ -111,7 +111,8 @@ def _print_joined(joined) -> None:
 @click.option("--digest", metavar="sha256:...",
               help="Pull exactly this image instead of the moving tag: the index digest "
                    "'gobuild join --json' printed (any platform), or a per-arch digest of "
-                   "'gobuild images --push --json'. Select one Go version and variant.")
+                   "'gobuild images --push --json' (then also its one --platform). Select one Go "
+                   "version and variant.")
 @json_option
 def pull_cmd(inputs: Inputs, registry: str, digest: str | None, as_json: bool) -> None:
     """Pull prebuilt images for the selected cells instead of building them.
