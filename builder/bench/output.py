@@ -20,10 +20,14 @@ def bench_txt(results: Results) -> str:
     lines = []
     units = sorted({u for ms in METRICS.values() for _, u in ms if u != "ns/op"})
     requested = results.limits["requested"]
+    labelled = any(t.label != t.ref for t in results.targets)
     for t in results.targets:
         lines += [
             "goos: linux", f"goarch: {t.arch}", f"cpu: {results.host.get('cpu_model') or 'unknown'}",
             f"toolchain: go{t.go_version}", f"image: {t.ref}",
+            # one image benched as several configurations (REF#1, REF#2): benchstat keeps them
+            # apart only if a configuration line differs, and a line holds until it is set again
+            *([f"config: {t.label}"] if labelled else []),
             f"cpus: {requested['cpus']:g}",
             f"memory: {format_memory(requested['memory'])}",
             f"emulated: {str(t.emulated).lower()}",

@@ -13,8 +13,8 @@ Additions to v1 (additive: a reader of the first v1 documents reads these unchan
   or `REF#1`, `REF#2` when one image is benched as several configurations (an A/A check).
   Group by `config`, not `image`, to keep such configurations apart.
 - `phase` in each memory record: `id` (go-env, go-list-m-all, go-build, go-test-binary) and
-  `comparison`, the phase as the published comparison of Go environments names it ("GOROOT
-  initialised", "module cache loaded", "test process peak"; null where it names none).
+  `comparison`, the phase as the published comparison of Go environments names it
+  ("after GOROOT initialisation", "after the module cache is loaded", "test process peak"; null where it names none).
 - `load1_start` in each sample: the host's 1-minute load average when that run started (read
   by the runner probe inside the container; the kernel's figure is the host's).
 - `host.load_at_round_start`: that figure for the first run of each measured round;
@@ -64,8 +64,8 @@ METRICS: dict[str, list[tuple[str, str]]] = {
 # phase each one stands for: the go command's own start (GOROOT read, nothing loaded), the
 # module graph loaded from the module cache, and the peak of a test process.
 MEMORY_PHASES: dict[str, str | None] = {
-    "go-env": "GOROOT initialised",
-    "go-list-m-all": "module cache loaded",
+    "go-env": "after GOROOT initialisation",
+    "go-list-m-all": "after the module cache is loaded",
     "go-build": None,
     "go-test-binary": "test process peak",
 }

@@ -259,7 +259,7 @@ def test_results_carry_configs_memory_phases_and_the_network(tmp_path):
     assert all(t["image"] == TARGET.ref for t in data["targets"])
     phases = {r["phase"]["id"]: r["phase"]["comparison"] for r in data["suites"]["memory"]
               if r["config"].endswith("#1")}
-    assert phases == {"go-env": "GOROOT initialised", "go-list-m-all": "module cache loaded",
+    assert phases == {"go-env": "after GOROOT initialisation", "go-list-m-all": "after the module cache is loaded",
                       "go-build": None, "go-test-binary": "test process peak"}
     md = data["suites"]["moddownload"]
     assert sorted((r["config"], r["name"]) for r in md) == sorted(
@@ -282,3 +282,21 @@ def test_the_preparation_builds_every_probe_and_the_proxy_only_for_moddownload(t
 
     assert build_line(("tooling",)).endswith("go build -o /gobuild/bin/ ./runner ./sched ./memstats")
     assert build_line(("moddownload",)).endswith("./memstats ./modproxy ./netcheck")
+
+
+def test_bench_txt_keeps_one_image_benched_twice_apart_for_benchstat(tmp_path):
+    """An A/A run's two configurations differ in a configuration line, so benchstat (and the Go
+    benchmark format reader) sees two configurations, not one with twice the runs."""
+    from dataclasses import replace
+
+    a, b = replace(TARGET, config=f"{TARGET.ref}#1"), replace(TARGET, config=f"{TARGET.ref}#2")
+    o = opts(tmp_path, suites=("sched",), gomaxprocs=(1,), images=(TARGET.ref, TARGET.ref))
+    records = tuple(Record(config=cfg).add(Sample(values={m: 1.0 for m, _ in output.METRICS["sched"]}))
+                    for cfg in runner.configs(o, [a, b]))
+    res = Results(run_id="r", gobuild_version="0", started="s", finished="f", status="complete",
+                  rounds_done=1, options=o.summary(), host={}, profiles=(),
+                  limits={"requested": {"cpus": 1.0, "memory": 2**31}, "effective": {}},
+                  targets=(a, b), records=records)
+    parsed = benchfmt.parse(output.bench_txt(res))
+    assert len(parsed) == 2
+    assert [r.config.get("config") for r in parsed] == [a.config, b.config]
