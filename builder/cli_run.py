@@ -12,8 +12,8 @@ from .errors import ConfigError
 from .inputs import Inputs, emit, inputs_options, json_option
 
 # Options end at the first word of CMD, so that `gobuild run go test -v ./...` works with or
-# without `--`.
-COMMAND_SETTINGS = {"ignore_unknown_options": True, "allow_interspersed_args": False}
+# without `--`. Unknown options stay errors: a mistyped `--platfrom` must not run as CMD.
+COMMAND_SETTINGS = {"allow_interspersed_args": False}
 
 
 def env_options(func):

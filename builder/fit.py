@@ -350,8 +350,9 @@ def run_fit(engine_client: docker.DockerClient, prober: Prober, opts: FitOptions
     base = summarize("as-is", probes)
     if base.smallest_ok is None:
         how = probes[0].outcome.upper() if probes else "not run"
-        raise BenchError(f"{' '.join(opts.command)} does not fit in {mib(ceiling)} ({how}): "
-                         "raise --max")
+        # A timeout at the ceiling is not a lack of memory: more memory would not help.
+        fix = "raise --timeout" if how == "TIMEOUT" else "raise --max"
+        raise BenchError(f"{' '.join(opts.command)} does not fit in {mib(ceiling)} ({how}): {fix}")
     settings = [base]
     if base.largest_failed is None:
         log(f"fits at {mib(base.smallest_ok)}, with nothing below it failing down to "

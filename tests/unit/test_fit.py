@@ -151,3 +151,32 @@ def test_a_command_that_fits_nowhere_is_an_error():
     opts = fit.FitOptions(command=("go", "build", "./..."), workload=None)
     with pytest.raises(BenchError, match="does not fit in 8192 MiB .OOM.: raise --max"):
         fit.run_fit(None, FakeProber({"as-is": 9 * GiB}), opts, 8 * GiB, lambda m: None)
+
+
+def test_a_timeout_at_the_ceiling_says_raise_the_timeout():
+    def slow(limit):
+        return fit.Probe(setting="as-is", limit=limit, outcome="timeout", seconds=1, exit_code=None)
+
+    opts = fit.FitOptions(command=("go", "build", "./..."), workload=None)
+    with pytest.raises(BenchError, match=r"does not fit in 8192 MiB \(TIMEOUT\): raise --timeout$"):
+        fit.run_fit(None, lambda key: slow, opts, 8 * GiB, lambda m: None)
+
+
+@pytest.mark.parametrize(("key", "expected"), [
+    ("as-is", {}),
+    ("p1", {"GOFLAGS": "-mod=mod -p=1"}),
+    ("gomemlimit", {"GOMEMLIMIT": "409MiB"}),
+    ("gogc", {"GOGC": "50"}),
+])
+def test_the_probe_container_gets_each_remedy_in_its_environment(key, expected):
+    """The prober's spec, not only setting_env: a remedy must reach the container."""
+    prober = fit.Prober(None, image="gobuild/go:x", platform="linux/amd64",
+                        command=("go", "build", "./..."), volume="vol", cpus=2.0, gomaxprocs=2,
+                        base_env={"GOFLAGS": "-mod=mod"}, timeout=60, run_id="r",
+                        log=lambda m: None)
+    spec = prober.spec(key, 512 * MiB)
+    env = dict(spec.environment)
+    assert spec.limits.memory == 512 * MiB and spec.limits.cpus == 2.0
+    assert env["GOMAXPROCS"] == "2" and env["GOCACHE"] == "/tmp/gocache" and env["GOPROXY"] == "off"
+    for name in ("GOFLAGS", "GOMEMLIMIT", "GOGC"):
+        assert env.get(name) == expected.get(name, "-mod=mod" if name == "GOFLAGS" else None), name

@@ -235,3 +235,13 @@ def test_run_takes_the_command_after_its_options_with_or_without_dashes(cli, mon
     assert seen[1].environment == {"A": "1"} and seen[1].network and seen[1].images.build
     bad = cli("run", "--no-build", "--registry", "r.example/x", "--", "true")
     assert bad.exit_code == 2 and "exclude each other" in bad.output
+
+
+def test_a_mistyped_option_is_a_usage_error_not_the_command(cli, monkeypatch):
+    seen = []
+    monkeypatch.setattr(workenv, "run", lambda inputs, opts, **kw: seen.append(opts) or
+                        workenv.RunResult(run_id="r", results=()))
+    for args in (("run", "--platfrom", "x", "--", "true"), ("fit", "--platfrom", "x", "--", "true")):
+        done = cli(*args)
+        assert done.exit_code == 2 and "--platfrom" in done.output, (args, done.output)
+    assert seen == []
