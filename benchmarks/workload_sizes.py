@@ -38,17 +38,19 @@ def main() -> int:
         files = workload.module_graph(modules, packages)
         workload.tarball(files)
         generated = time.monotonic() - start
-        out = Path(tempfile.mkdtemp(prefix=f"gobuild-size-{size}-")) / "run"
-        load = Path("/proc/loadavg").read_text().split()[0]
-        cmd = [GOBUILD, "bench", "--image", args.image, "--suite", "tooling", "--workload-size", size,
-               "--cpus", args.cpus, "--runs", str(args.runs), "--warmup", "1", "--output", str(out)]
-        print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
-        start = time.monotonic()
-        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, check=False)
-        whole = time.monotonic() - start
-        if done.returncode != 0:
-            sys.exit(f"gobuild bench failed for size {size} (exit {done.returncode})")
-        results = json.loads((out / "results.json").read_text())
+        with tempfile.TemporaryDirectory(prefix=f"gobuild-size-{size}-") as tmp:
+            out = Path(tmp) / "run"
+            load = Path("/proc/loadavg").read_text().split()[0]
+            cmd = [GOBUILD, "bench", "--image", args.image, "--suite", "tooling", "--workload-size",
+                   size, "--cpus", args.cpus, "--runs", str(args.runs), "--warmup", "1",
+                   "--output", str(out)]
+            print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
+            start = time.monotonic()
+            done = subprocess.run(cmd, stdout=subprocess.DEVNULL, check=False)
+            whole = time.monotonic() - start
+            if done.returncode != 0:
+                sys.exit(f"gobuild bench failed for size {size} (exit {done.returncode})")
+            results = json.loads((out / "results.json").read_text())
         tooling = {r["name"].split("=")[1]: r["summary"]["wall_ns"] for r in results["suites"]["tooling"]}
         rows.append([size, f"{modules} / {packages}", f"{generated:.1f} s",
                      f"{results['targets'][0]['prepare_s']:.0f} s"]

@@ -17,7 +17,7 @@ from .bench.options import (
 )
 from .bench.output import summary_text
 from .bench.progress import Progress
-from .bench.results import SUITES
+from .bench.results import DEFAULT_SUITES, SUITES
 from .bench.run import bench, default_output
 from .bench.run import cleanup as cleanup_stale
 from .bench.workload import SIZES
@@ -35,7 +35,7 @@ from .inputs import Inputs, inputs_options, json_option
 @click.option("--cpuset", metavar="LIST", help="CPUs to pin to, as docker run --cpuset-cpus (0-1).")
 @click.option("--suite", "suites", multiple=True,
               type=click.Choice(SUITES),
-              help="Suite(s) to run; repeatable [default: all seven].")
+              help="Suite(s) to run; repeatable [default: all but moddownload, which is opt-in].")
 @click.option("--runs", default=10, show_default=True, type=click.IntRange(1, 1000), help="Measured runs per configuration.")
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(0, 100), help="Warm-up runs, discarded.")
 @click.option("--gomaxprocs", metavar="LIST", help="GOMAXPROCS values, e.g. 1,2,4 [default: the CPU limit rounded up].")
@@ -83,8 +83,10 @@ def bench_cmd(ctx: click.Context, inputs: Inputs, images, cpus, memory, cpuset, 
     go list -m all, go build, and a go test binary), sched (goroutine-creation latency),
     tooling (go list -deps, go mod graph, go list -m all), memstats (runtime.MemStats against
     the cgroup's counters), gotest (go test -bench -benchmem with CPU and memory profiles),
-    moddownload (go mod download from a local module proxy on a network with no other route,
-    with an empty module cache and with a warm persistent one).
+    moddownload (only when asked for with --suite moddownload: go mod download from a local
+    module proxy on a network with no other route, with an empty module cache and with a warm
+    persistent one; --workload must then have dependencies). Without --suite, all but
+    moddownload run.
 
     Configurations (images, Go versions, suites, GOMAXPROCS values) are interleaved round by
     round, so compare them within one run. Progress goes to stderr (live on a terminal, plain
@@ -111,6 +113,10 @@ def bench_cmd(ctx: click.Context, inputs: Inputs, images, cpus, memory, cpuset, 
     procs = parse_gomaxprocs(gomaxprocs) if gomaxprocs else (max(1, math.ceil(cpus_value)),)
     age = parse_duration(older_than) if older_than else None
     shape = workload_shape(workload_size, modules, packages)
+    if workload and workload_size:
+        raise ConfigError("--workload-size sizes the embedded workload, not --workload PATH: give one of the two")
+    if quiet_load is not None and wait_quiet is None:
+        raise ConfigError("--quiet-load only goes with --wait-quiet: gobuild bench --wait-quiet 120 --quiet-load 1")
     if age is not None and not cleanup:
         raise ConfigError("--older-than only goes with --cleanup: gobuild bench --cleanup --older-than 2d")
     if cleanup:
@@ -121,7 +127,7 @@ def bench_cmd(ctx: click.Context, inputs: Inputs, images, cpus, memory, cpuset, 
         return
     opts = BenchOptions(
         images=images, cpus=cpus_value, memory=memory_value,
-        cpuset=cpuset, suites=tuple(dict.fromkeys(suites)) or SUITES, runs=runs, warmup=warmup,
+        cpuset=cpuset, suites=tuple(dict.fromkeys(suites)) or DEFAULT_SUITES, runs=runs, warmup=warmup,
         gomaxprocs=procs, workload=workload, workload_modules=shape[0], workload_packages=shape[1],
         workload_size=None if (modules or packages) else (workload_size or "small"),
         compile_target=compile_target,

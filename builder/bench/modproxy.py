@@ -47,6 +47,7 @@ NETCHECK = f"{MOUNT}/bin/netcheck"
 WARM_CACHE = f"{MOUNT}/modcache-warm"  # on the bench volume: kept from run to run
 COLD_CACHE = "/tmp/gomodcache"  # in the container's own layer: empty every run
 READY_TIMEOUT = 60.0
+ZIP_LINE = "GOBUILD-PROXY-ZIP "  # the proxy's line per .zip served
 NO_ROUTE = ("unreachable", "timeout")
 
 
@@ -85,6 +86,13 @@ class Proxies:
     network: str
     urls: Mapping[str, str] = field(default_factory=dict)  # target label -> GOPROXY
     checks: Mapping[str, Mapping] = field(default_factory=dict)  # target label -> netcheck's view
+    containers: Mapping[str, engine.Container] = field(default_factory=dict)  # label -> proxy
+
+    def zips_served(self, label: str) -> int:
+        """How many .zip files label's proxy has served so far (its GOBUILD-PROXY-ZIP lines):
+        the difference around a measured run says what that run fetched through the proxy."""
+        _, said = self.containers[label].status()
+        return sum(line.startswith(ZIP_LINE) for line in said.splitlines())
 
     def facts(self) -> dict:
         """How the suite's network was made and what a probe inside it reached (results.json)."""
@@ -101,14 +109,15 @@ def serving(bench: Bench, targets: list[Target]) -> Iterator[Proxies]:
     leaving, remove the proxies, then the network."""
     client, run_id = bench.client, bench.run_id
     net = engine.create_network(client, network_name(run_id), run_id)
-    urls, checks = {}, {}
+    urls, checks, containers = {}, {}, {}
     try:
         with contextlib.ExitStack() as stack:
             for t in targets:
                 with bench.progress.step(f"module proxy for {t.label}: start, check the "
                                          "network, fill the warm module cache"):
-                    urls[t.label], checks[t.label] = stack.enter_context(_proxy(bench, t, net))
-            yield Proxies(network=net, urls=urls, checks=checks)
+                    urls[t.label], checks[t.label], containers[t.label] = stack.enter_context(
+                        _proxy(bench, t, net))
+            yield Proxies(network=net, urls=urls, checks=checks, containers=containers)
     finally:
         if not engine.keep_containers():
             with contextlib.suppress(Exception):  # never hide what ended the block
@@ -116,8 +125,8 @@ def serving(bench: Bench, targets: list[Target]) -> Iterator[Proxies]:
 
 
 @contextlib.contextmanager
-def _proxy(bench: Bench, target: Target, network: str) -> Iterator[tuple[str, dict]]:
-    """One proxy for target, checked and its warm cache filled: yields (GOPROXY, check)."""
+def _proxy(bench: Bench, target: Target, network: str) -> Iterator[tuple[str, dict, engine.Container]]:
+    """One proxy for target, checked and its warm cache filled: yields (GOPROXY, check, proxy)."""
     user_workload = bench.opts.workload is not None
     spec = bench.spec(target, [PROXY, "-dir", proxy_dir(user_workload), "-addr", f":{PORT}"],
                       role="proxy", limits=False, network=network, working_dir=MOUNT)
@@ -128,9 +137,13 @@ def _proxy(bench: Bench, target: Target, network: str) -> Iterator[tuple[str, di
         if problems := isolation_problems(check):
             state, said = ctr.status()
             tail = " | ".join(said.strip().splitlines()[-3:]) or "no output"
+            if state != "running":  # the proxy's own failure, not the network's
+                raise BenchError(f"moddownload: the module proxy of {target.label} stopped "
+                                 f"({state}: {tail}): run with GOBUILD_KEEP_CONTAINERS=1 and "
+                                 "look at the proxy container")
             raise BenchError(f"moddownload: the network of {target.label} is not isolated as it "
                              f"must be: {'; '.join(problems)} (proxy {state}: {tail}); "
-                             "does this engine support internal networks (gobuild doctor)?")
+                             "does this engine support internal networks?")
         fill = bench.spec(target, list(download_argv(user_workload)), role="fill", limits=False,
                           network=network, env={"GOPROXY": url, "GOMODCACHE": WARM_CACHE})
         done = engine.run(bench.client, fill, bench.run_id)
@@ -138,7 +151,7 @@ def _proxy(bench: Bench, target: Target, network: str) -> Iterator[tuple[str, di
             raise BenchError(f"moddownload: go mod download from the local proxy failed for "
                              f"{target.label} ({done.tail()}): run with GOBUILD_KEEP_CONTAINERS=1 "
                              "and look at the proxy container")
-        yield url, check
+        yield url, check, ctr
 
 
 def _check(bench: Bench, target: Target, network: str, proxy_addr: str) -> dict:

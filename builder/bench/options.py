@@ -76,6 +76,9 @@ class BenchOptions:
     quiet_load: float | None = None  # its 1-minute load threshold [default: quiet_threshold()]
 
     def __post_init__(self) -> None:
+        if self.quiet_load is not None and self.wait_quiet is None:
+            raise ConfigError("--quiet-load only goes with --wait-quiet: "
+                              "gobuild bench --wait-quiet 120 --quiet-load 1")
         if self.workload is None and self.workload_packages < self.workload_modules:
             raise ConfigError(f"--packages {self.workload_packages} is fewer than --modules "
                               f"{self.workload_modules}: every module holds at least one package")
@@ -130,6 +133,10 @@ def workload_shape(size: str | None, modules: int | None, packages: int | None) 
     base_modules, base_packages = SIZES[size or "small"]
     if packages is None and modules is not None:  # every module holds at least one package
         return modules, max(base_packages, modules)
+    if modules is None and packages is not None and packages < base_modules:
+        raise ConfigError(f"--packages {packages} is fewer than the {size or 'small'} size's "
+                          f"{base_modules} modules: every module holds at least one package; "
+                          "give more packages, --modules too, or a smaller --workload-size")
     return modules or base_modules, packages or base_packages
 
 

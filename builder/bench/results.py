@@ -37,6 +37,9 @@ SCHEMA = "gobuild.bench/v1"
 Suite = Literal["compile", "memory", "sched", "tooling", "memstats", "gotest", "moddownload"]
 SUITES: tuple[Suite, ...] = ("compile", "memory", "sched", "tooling", "memstats", "gotest",
                              "moddownload")
+# what runs without --suite: moddownload is opt-in (it needs a module with dependencies, a
+# network of its own and a costlier preparation)
+DEFAULT_SUITES: tuple[Suite, ...] = tuple(s for s in SUITES if s != "moddownload")
 Status = Literal["running", "complete", "interrupted", "failed"]
 
 # metric in a sample -> Go benchmark unit, per suite (all better lower). peak-RSS-bytes is a

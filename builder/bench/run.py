@@ -108,14 +108,18 @@ def check_limits(requested: dict, effective: dict, ref: str) -> None:
                          f"{requested['cpuset']}: {hint.format('cpusets')}")
 
 
-def warnings_for(host: dict, records: tuple[Record, ...], targets: list[Target]) -> list[str]:
+def warnings_for(host: dict, records: tuple[Record, ...], targets: list[Target],
+                 busy_above: float | None = None) -> list[str]:
+    """The run's warnings; busy_above is the load over which the host counts as busy: the
+    --quiet-load in force, else the default quiet threshold (half the engine's CPUs)."""
     warns = []
     few: set[int] = set()
+    threshold = quiet_threshold(host.get("engine_cpus", 1)) if busy_above is None else busy_above
     try:
         load1 = float(str(host.get("loadavg_start", "0")).split()[0])
-        if load1 > 0.5 * max(1, host.get("engine_cpus", 1)):
+        if load1 > threshold:
             warns.append(f"the host was busy at the start (load average {load1:.2f} on "
-                         f"{host.get('engine_cpus')} CPUs): times may be inflated")
+                         f"{host.get('engine_cpus')} CPUs, over {threshold:.2f}): times may be inflated")
     except ValueError:
         pass
     gov = host.get("governor")
@@ -156,7 +160,9 @@ class QuietWait:
         if self.quiet:
             return None
         if self.load_after is None:
-            return "--wait-quiet: the host's load average could not be read; measured without waiting"
+            return ("--wait-quiet: the 1-minute load average could not be read, so measured without "
+                    "waiting (for a local engine it is read from /proc/loadavg of the machine gobuild "
+                    "runs on; the load of an engine's VM, as with Docker Desktop or colima, is not seen)")
         return (f"--wait-quiet: the host did not become quiet in {self.limit_s:g} s (1-minute load "
                 f"average {self.load_after:.2f}, threshold {self.threshold:.2f}): times may be inflated")
 
@@ -247,7 +253,8 @@ def run_bench(engine_client: docker.DockerClient, opts: BenchOptions, run_id: st
         profiles.update(profs)
         host["load_at_round_start"] = loads
         results = replace(results, records=records, rounds_done=done, host=dict(host),
-                          warnings=tuple(warnings_for(host, records, targets) + extra_warnings),
+                          warnings=tuple(warnings_for(host, records, targets, opts.quiet_load)
+                                         + extra_warnings),
                           profiles=tuple(sorted(profiles)))
         output.write_all(opts.output, results, profiles)
 

@@ -20,7 +20,7 @@ from dataclasses import replace
 import docker
 
 from .. import engine
-from ..errors import BenchError
+from ..errors import BenchError, ConfigError
 from . import benchfmt, modproxy, workload
 from .options import BenchOptions
 from .progress import Progress
@@ -59,6 +59,8 @@ cd {m}/work
 go list -deps ./... >/dev/null
 go test -c -o {m}/bin/workload.test {bench_pkg}
 rm -rf {m}/prepcache
+mkdir -p {m}/modcache/cache/download
+echo "GOBUILD-ZIPS $(find {m}/modcache/cache/download -name '*.zip' | wc -l)"
 chmod -R a+rwX {m}
 echo GOBUILD-PREPARED
 """
@@ -151,6 +153,10 @@ class Bench:
         if done.exit_code != 0 or "GOBUILD-PREPARED" not in done.output:
             raise BenchError(f"preparing {ref} failed ({done.tail()}): does the workload build, "
                              f"and does --bench-package {o.bench_package} name a package with tests?")
+        if o.workload and "moddownload" in o.suites and not _line(done.output, "GOBUILD-ZIPS"):
+            raise ConfigError(f"--suite moddownload: the module in {o.workload} has no dependencies "
+                              "to download: bench it without moddownload, or give a module that "
+                              "requires others")
         return replace(target, prepare_s=round(time.monotonic() - start, 1))
 
     def facts(self, target: Target) -> dict:
@@ -178,6 +184,8 @@ class Bench:
         profiles: dict[str, bytes] = {}
         spec = self.spec(cfg.target, argv, role="run", env=env, network=network,
                           working_dir=cfg.working_dir or f"{MOUNT}/work")
+        served = (self.proxies.zips_served(cfg.target.label)
+                  if self.proxies and cfg.suite == "moddownload" else None)
         with engine.Container(self.client, spec, self.run_id) as ctr:
             done = ctr.run()
             figures = _line(done.output, "GOBUILD-RESULT") or {}
@@ -189,6 +197,9 @@ class Bench:
                 for name in PROFILES:
                     profiles.update({f"{folder_name(cfg.target.label)}/{name}": data for data in
                                      ctr.fetch(f"{PROFILE_DIR}/{name}").values()})
+        if served is not None and self.proxies:  # what this run fetched through the proxy
+            zips = self.proxies.zips_served(cfg.target.label) - served
+            sample = replace(sample, extra={**sample.extra, "proxy_zips": zips})
         return sample, profiles
 
 

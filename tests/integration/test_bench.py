@@ -14,7 +14,7 @@ import time
 import pytest
 
 from builder import engine
-from builder.bench import benchfmt
+from builder.bench import benchfmt, workload
 from builder.matrix import goarch
 
 from .conftest import GOBUILD, ROOT, gobuild
@@ -365,6 +365,14 @@ def test_moddownload_measures_an_empty_and_a_warm_module_cache(moddownload_run):
         assert rec["argv"] == ["go", "mod", "download", "all"]
     assert len(results["host"]["load_at_round_start"]) == 2
     assert all(s["load1_start"] >= 0 for r in records.values() for s in r["samples"])
+    # the proxy's own count of the .zip files it served during each run: cold runs fetch every
+    # module of the workload through it, warm runs find them all in the persistent cache
+    shape = results["options"]["workload_shape"]
+    zips = sum(name.endswith(".zip") for name in
+               workload.module_graph(shape["modules"], shape["packages"]))
+    assert zips == shape["modules"]
+    assert [s["proxy_zips"] for s in records["GoModDownload/cache=cold"]["samples"]] == [zips, zips]
+    assert [s["proxy_zips"] for s in records["GoModDownload/cache=warm"]["samples"]] == [0, 0]
 
 
 def test_the_proxy_network_reaches_the_proxy_and_nothing_else(moddownload_run):

@@ -11,6 +11,7 @@ from builder.bench import benchfmt, output, runner
 from builder.bench.options import BenchOptions
 from builder.bench.progress import Progress
 from builder.bench.results import SUITES, Record, Results, Sample, Target
+from builder.errors import ConfigError
 
 TARGET = Target(ref="gobuild/go:1.22.10-slim-amd64", image_id="sha256:1", digest=None,
                 platform="linux/amd64", arch="amd64", go_version="1.22.10", emulated=False,
@@ -172,6 +173,11 @@ def test_a_moddownload_run_gets_the_proxy_and_only_its_network(tmp_path, monkeyp
 
     o = opts(tmp_path, suites=("moddownload",), gomaxprocs=(1,))
     specs: list[engine.Spec] = []
+    proxy_log = ["GOBUILD-PROXY-READY [::]:8080", "GOBUILD-PROXY-ZIP /m1/@v/v1.0.0.zip"]  # the fill's
+
+    class FakeProxy:
+        def status(self):
+            return "running", "\n".join(proxy_log)
 
     class FakeContainer:
         def __init__(self, client, spec, run_id):
@@ -183,7 +189,8 @@ def test_a_moddownload_run_gets_the_proxy_and_only_its_network(tmp_path, monkeyp
         def __exit__(self, *exc):
             return None
 
-        def run(self):
+        def run(self):  # a cold download: two zips through the proxy
+            proxy_log.extend(["GOBUILD-PROXY-ZIP /m1/@v/v1.0.0.zip", "GOBUILD-PROXY-ZIP /m2/@v/v1.0.0.zip"])
             return finished(result_line(load1_start=0.42))
 
     monkeypatch.setattr(engine, "Container", FakeContainer)
@@ -191,8 +198,11 @@ def test_a_moddownload_run_gets_the_proxy_and_only_its_network(tmp_path, monkeyp
     cold = runner.configs(o, [TARGET])[0]
     with pytest.raises(Exception, match="no module proxy"):
         bench.sample(cold)
-    bench.proxies = modproxy.Proxies(network="gobuild-net-r", urls={TARGET.label: "http://p:8080"})
+    bench.proxies = modproxy.Proxies(network="gobuild-net-r", urls={TARGET.label: "http://p:8080"},
+                                     containers={TARGET.label: FakeProxy()})
     sample, _ = bench.sample(cold)
+    assert sample.extra["proxy_zips"] == 2  # what this run fetched, not what the fill did
+    assert sample.to_json()["proxy_zips"] == 2
     spec = specs[-1]
     assert spec.network == "gobuild-net-r"
     assert spec.environment["GOPROXY"] == "http://p:8080"
@@ -204,6 +214,28 @@ def test_a_moddownload_run_gets_the_proxy_and_only_its_network(tmp_path, monkeyp
     bench.sample(other)
     assert specs[-1].network is False and specs[-1].environment["GOPROXY"] == "off"  # the others
     assert engine.create_kwargs(specs[-1], name="n", labels={})["network_mode"] == "none"
+    assert "proxy_zips" not in bench.sample(other)[0].extra
+
+
+def test_moddownload_of_a_module_with_no_dependencies_is_refused_in_the_preparation(tmp_path, monkeypatch):
+    (tmp_path / "go.mod").write_text("module example.com/alone\n\ngo 1.22\n")
+    (tmp_path / "main.go").write_text("package main\n\nfunc main() {}\n")
+    o = opts(tmp_path, suites=("moddownload",), gomaxprocs=(1,), workload=tmp_path, bench_package=".")
+    assert "mkdir -p /gobuild/modcache/cache/download" in runner.prep_script(o)  # the proxy's folder
+    zips = {"n": 0}
+    monkeypatch.setattr(engine, "image_info", lambda c, ref: {"Id": "sha256:1", "Architecture": "amd64"})
+    monkeypatch.setattr(engine, "create_volume", lambda c, name, run_id: name)
+    monkeypatch.setattr(engine, "run", lambda c, spec, run_id, files=None: finished(
+        f"GOBUILD-ZIPS {zips['n']}\nGOBUILD-PREPARED"))
+    bench = runner.Bench(None, o, "r", "amd64", lambda m: None)
+    with pytest.raises(ConfigError, match="has no dependencies to download"):
+        bench.prepare(TARGET.ref, 0)
+    zips["n"] = 3
+    assert bench.prepare(TARGET.ref, 0).ref == TARGET.ref
+    tooling = runner.Bench(None, opts(tmp_path, suites=("tooling",), workload=tmp_path,
+                                      bench_package="."), "r", "amd64", lambda m: None)
+    zips["n"] = 0
+    assert tooling.prepare(TARGET.ref, 0).ref == TARGET.ref  # only moddownload needs dependencies
 
 
 def test_two_images_and_one_image_twice_are_interleaved_in_every_round(tmp_path):

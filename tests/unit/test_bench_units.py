@@ -191,6 +191,11 @@ def test_the_default_quiet_threshold_is_half_the_cpus_where_the_busy_warning_sta
     busy = warnings_for({"loadavg_start": "1.01 0.5 0.2 1/100 5", "engine_cpus": 2}, (), [])
     calm = warnings_for({"loadavg_start": "0.99", "engine_cpus": 2}, (), [])
     assert any("busy" in w for w in busy) and not any("busy" in w for w in calm)
+    # a --quiet-load given is the threshold of the warning too
+    given = {"loadavg_start": "1.5", "engine_cpus": 2}
+    assert not any("busy" in w for w in warnings_for(given, (), [], busy_above=2.0))
+    assert any("over 0.30" in w for w in warnings_for({**given, "loadavg_start": "0.5"}, (), [],
+                                                       busy_above=0.3))
 
 
 def test_a_network_that_reaches_anything_but_the_proxy_is_refused():
@@ -258,7 +263,7 @@ def test_cli_wait_quiet_takes_an_optional_seconds_and_sizes_are_recorded(monkeyp
     o, log = cli_options(monkeypatch, "--wait-quiet", "--runs", "3", "--output", str(tmp_path))
     assert o.wait_quiet == 300.0 and o.runs == 3 and o.quiet_load is None
     assert o.workload_size == "small" and (o.workload_modules, o.workload_packages) == (20, 100)
-    assert o.suites[-1] == "moddownload" and len(o.suites) == 7  # every suite by default
+    assert "moddownload" not in o.suites and len(o.suites) == 6  # moddownload is opt-in
     assert log.mode == "plain"  # CliRunner's stderr is no terminal
     o, log = cli_options(monkeypatch, "--wait-quiet", "7.5", "--quiet-load", "0.8", "-q",
                          "--workload-size", "large", "--output", str(tmp_path))
@@ -269,3 +274,34 @@ def test_cli_wait_quiet_takes_an_optional_seconds_and_sizes_are_recorded(monkeyp
     assert (o.workload_size, o.workload_modules, o.workload_packages) == (None, 40, 2400)
     o, _ = cli_options(monkeypatch, "--output", str(tmp_path))
     assert o.wait_quiet is None
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--workload", "{tmp}", "--workload-size", "large"),
+     "--workload-size sizes the embedded workload, not --workload PATH"),
+    (("--workload-size", "medium", "--packages", "100"),
+     "--packages 100 is fewer than the medium size's 200 modules"),
+    (("--quiet-load", "1"), "--quiet-load only goes with --wait-quiet"),
+])
+def test_cli_refuses_options_it_would_ignore(tmp_path, args, message):
+    from click.testing import CliRunner
+
+    from builder.cli import main
+
+    result = CliRunner().invoke(main, ["bench", *(a.format(tmp=tmp_path) for a in args),
+                                       "--output", str(tmp_path / "out")])
+    assert result.exit_code == ConfigError.exit_code, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_quiet_load_without_wait_quiet_is_refused_by_the_options_too(tmp_path):
+    from dataclasses import replace
+
+    o = options.BenchOptions(images=(), cpus=1.0, memory=2**31, cpuset=None, suites=("tooling",),
+                             runs=1, warmup=0, gomaxprocs=(1,), workload=None, workload_modules=20,
+                             workload_packages=100, compile_target="workload",
+                             bench_package="./benchpkg", output=tmp_path, seed=1)
+    with pytest.raises(ConfigError, match="--quiet-load only goes with --wait-quiet"):
+        replace(o, quiet_load=1.0)
+    assert replace(o, quiet_load=1.0, wait_quiet=5.0).quiet_load == 1.0

@@ -1,7 +1,9 @@
 // Command modproxy serves a folder in the Go module proxy layout (<module>/@v/list, .info,
 // .mod, .zip) over HTTP, for the bench's moddownload suite: `go mod download` with
 // GOPROXY=http://<this container>:<port> on a network with no other route. It prints
-// "GOBUILD-PROXY-READY <addr>" once it accepts connections, and answers only GET and HEAD.
+// "GOBUILD-PROXY-READY <addr>" once it accepts connections, answers only GET and HEAD, and
+// prints "GOBUILD-PROXY-ZIP <path>" for every .zip it is asked for with GET, so that the bench
+// can count from its output what each measured download fetched through it.
 package main
 
 import (
@@ -10,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 )
 
 func main() {
@@ -30,6 +33,9 @@ func main() {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			http.Error(w, "read-only module proxy", http.StatusMethodNotAllowed)
 			return
+		}
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, ".zip") {
+			fmt.Println("GOBUILD-PROXY-ZIP", r.URL.Path)
 		}
 		files.ServeHTTP(w, r)
 	})
