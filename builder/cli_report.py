@@ -49,6 +49,10 @@ def compare_cmd(paths: tuple[Path, ...], col, fmt: str, as_json: bool, fail_pct:
         for line in [*(f"only one side: {u}" for u in result.unmatched),
                      *(f"warning: {w}" for w in result.warnings)]:
             click.echo(line, err=True)
+    if fail_pct is not None and not result.judged:
+        click.echo(f"warning: --fail-on-regression {fail_pct:g} judged nothing: no metric in both "
+                   f"runs had >= {compare.MIN_SAMPLES} runs a side; bench more runs (--runs) "
+                   "for the gate to mean anything", err=True)
     if fail_pct is not None and (worse := result.regressions(fail_pct)):
         worst = max(worse, key=lambda r: r.delta_pct or 0)
         raise RegressionFound(
@@ -61,10 +65,14 @@ def compare_cmd(paths: tuple[Path, ...], col, fmt: str, as_json: bool, fail_pct:
 @_paths
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path),
               help="One folder: write report.md and its plots here instead of into it. Several: "
-                   "where summary.md goes [default: results/summary-<UTC timestamp>].")
+                   "where summary.md goes, while each folder's own report.md and plots are re-rendered "
+                   "in place [default: results/summary-<UTC timestamp>].")
 @json_option
 def report_cmd(paths: tuple[Path, ...], output: Path | None, as_json: bool) -> None:
     """Render report.md and its plots again from results folders (or results.json files).
+
+    With several PATHs, each folder's report.md and plots are re-rendered in place (overwritten)
+    and --output is only where summary.md goes.
 
     With several folders, also writes one summary: rows Go versions, columns platforms, one
     table per headline metric (compile time per GOMAXPROCS, peak memory per phase, goroutine

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import ConfigError
-from .loaded import HIGHER_IS_BETTER, Record, Run, go_unit, load, unit_of
+from .loaded import Record, Run, go_unit, higher_is_better, load, unit_of
 
 ALPHA = 0.05
 MIN_SAMPLES = 4  # the smallest n a side at which a U test can reach p <= 0.05 (p >= 0.029)
@@ -83,7 +83,7 @@ class Row:
 
     @property
     def better_lower(self) -> bool:
-        return self.metric not in HIGHER_IS_BETTER
+        return not (higher_is_better(self.unit) or higher_is_better(self.metric))
 
     @property
     def significant(self) -> bool:
@@ -110,6 +110,11 @@ class Comparison:
     rows: tuple[Row, ...]
     warnings: tuple[str, ...]
     unmatched: tuple[str, ...]  # metrics only one side has
+
+    @property
+    def judged(self) -> int:
+        """Rows with a p-value: what a --fail-on-regression gate can judge."""
+        return sum(r.p is not None for r in self.rows)
 
     def regressions(self, pct: float) -> list[Row]:
         """Significant changes for the worse by more than pct percent."""
@@ -202,6 +207,17 @@ def column_value(run: Run, config: str, col: Column) -> str:
     return {"image": t.config, "go": f"go{t.go_version}", "platform": t.platform}[col]
 
 
+def _name_without(run: Run, config: str, col: Column) -> str:
+    """The configuration label with the column's part blanked out (gobuild/go:1.22.10-slim-amd64
+    with --col go: gobuild/go:*-slim-amd64); "" when the label does not hold that part."""
+    if col == "image":
+        return ""
+    t = run.target(config)
+    arch = t.platform.split("/", 1)[-1]
+    parts = [t.go_version] if col == "go" else [arch.replace("/", ""), arch.replace("/", "-"), arch]
+    return next((config.replace(p, "*", 1) for p in parts if p and p in config), "")
+
+
 def compare_columns(run: Run, col: Column) -> Comparison:
     """The configurations of one run side by side, benchstat's -col: records that differ only
     in `col` are compared, the first value of `col` in the run being the base."""
@@ -216,10 +232,22 @@ def compare_columns(run: Run, col: Column) -> Comparison:
             f"bench several in one run (gobuild bench --image A --image B) or compare two runs: "
             "gobuild bench compare OLD NEW")
     rest = [c for c in COLUMNS if c != col and c != "image"] if col != "image" else []
+    # a configuration's slot: every attribute but the column's (the other columns and the image
+    # name without the column's part), so bookworm and slim of one Go and platform stay apart
+    slot_of = {t.config: (" ".join(column_value(run, t.config, c) for c in rest),
+                          _name_without(run, t.config, col)) for t in run.targets}
+    several = {k for k, _ in slot_of.values() if len({n for j, n in slot_of.values() if j == k}) > 1}
+    configs: dict[tuple[str, str], str] = {}
     tables: dict[str, dict[str, dict]] = {}
     for rec in run.records:
-        table = " ".join(column_value(run, rec.config, c) for c in rest)
+        key, name = slot_of[rec.config]
+        table = f"{key} {name}".strip() if key in several else key
         column = column_value(run, rec.config, col)
+        if configs.setdefault((table, column), rec.config) != rec.config:
+            raise ConfigError(
+                f"{run.path}: {configs[(table, column)]} and {rec.config} share {col} {column} "
+                f"and every other attribute gobuild can tell apart, so --col {col} cannot pair "
+                "them: compare with --col image, or bench them in separate runs")
         tables.setdefault(table, {}).setdefault(column, {})[(rec.suite, rec.label)] = rec
     rows: list[Row] = []
     unmatched: list[str] = []
@@ -228,6 +256,10 @@ def compare_columns(run: Run, col: Column) -> Comparison:
         for other in values[1:]:
             if base in columns and other in columns:
                 _pairs(table, columns[base], columns[other], base, other, rows, unmatched)
+            elif base in columns or other in columns:
+                unmatched.append(f"{table + ': ' if table else ''}only "
+                                 f"{base if base in columns else other} was benched, not "
+                                 f"{other if base in columns else base}")
     warnings = []
     emulated = {column_value(run, t.config, col) for t in run.targets if t.emulated}
     if emulated and len(emulated) < len(values):

@@ -24,8 +24,13 @@ _SCHEMA = re.compile(r"^gobuild\.bench/v(\d+)$")
 SCHEMA_VERSION = int(_SCHEMA.match(SCHEMA).group(1))  # type: ignore[union-attr]
 # memstats figures are bytes without saying so in their names
 _BYTES = {"heap_alloc", "heap_sys", "heap_inuse", "sys"}
-# metrics where more is better; every metric gobuild measures today is better lower
-HIGHER_IS_BETTER: frozenset[str] = frozenset()
+
+
+def higher_is_better(unit: str) -> bool:
+    """Whether more is better, decided from the unit as benchstat decides it: a rate (`*/s`,
+    such as go test's MB/s from b.SetBytes) is a throughput; every other unit (time, bytes,
+    counts) is better lower."""
+    return unit.endswith("/s")
 
 
 def unit_of(metric: str) -> Unit:

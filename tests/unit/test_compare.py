@@ -256,3 +256,101 @@ def test_go_tests_own_benchmarks_are_compared_too(tmp_path):
     assert rows[("GoTest/Parse-1", "ns/op")].verdict == "worse"
     assert rows[("GoTest/Parse-1", "B/op")].note == "all samples are equal"
     assert compare.fmt_value("B/op", 48) == "48 B"
+
+
+def _gotest_doc(ns: list[float], unit: str = "ns/op") -> dict:
+    """A one-target run holding one go test benchmark measured len(ns) times."""
+    d = _keep_runs(_doc("slowdown-n5", "old"), 0)
+    d["suites"] = {"gotest": [{
+        "suite": "gotest", "name": "GoTest", "image": d["targets"][0]["image"], "gomaxprocs": 1,
+        "emulated": False, "failed": [], "summary": {"wall_ns": None},
+        "samples": [{"wall_ns": 1e9, "benchmarks": [f"BenchmarkParse-1  1000  {v} {unit}"]}
+                    for v in ns]}]}
+    return d
+
+
+def test_four_runs_a_side_fully_separated_are_significant_and_three_give_no_verdict(tmp_path):
+    old = _write(tmp_path, "old4", _gotest_doc([100, 101, 102, 103]))
+    new = _write(tmp_path, "new4", _gotest_doc([200, 201, 202, 203]))
+    row = next(r for r in compare.compare_paths([old, new]).rows if r.metric == "ns/op")
+    assert (row.base_n, row.other_n) == (4, 4)
+    assert row.p == pytest.approx(2 / 70)  # 0.029: the smallest two-sided p at n=4+4
+    assert row.significant and row.verdict == "worse"
+    three = _write(tmp_path, "old3", _gotest_doc([100, 101, 102]))
+    row = next(r for r in compare.compare_paths([three, new]).rows if r.metric == "ns/op")
+    assert row.p is None and row.verdict == "no verdict" and "need >= 4 runs" in row.note
+
+
+def test_a_throughput_rise_is_better_and_passes_the_gate(tmp_path):
+    """go test's MB/s (b.SetBytes) is a rate: benchstat counts */s units higher-is-better."""
+    old = _write(tmp_path, "old", _gotest_doc([100, 101, 102, 103, 104], "MB/s"))
+    new = _write(tmp_path, "new", _gotest_doc([200, 201, 202, 203, 204], "MB/s"))
+    cmp = compare.compare_paths([old, new])
+    row = next(r for r in cmp.rows if r.metric == "MB/s")
+    assert row.significant and row.delta_pct > 90
+    assert row.verdict == "better" and row.to_json()["better"] == "higher"
+    assert cmp.regressions(0) == []
+    gate = CliRunner().invoke(main, ["bench", "compare", str(old), str(new), "--fail-on-regression", "0"])
+    assert gate.exit_code == 0, gate.output
+    fall = CliRunner().invoke(main, ["bench", "compare", str(new), str(old), "--fail-on-regression", "10"])
+    assert fall.exit_code == 9 and "GoTest/Parse-1 MB/s -49.5%" in fall.output, fall.output
+
+
+def test_a_gate_that_judged_nothing_says_so_on_stderr(tmp_path):
+    old = _write(tmp_path, "old", _keep_runs(_doc("slowdown-n5", "old"), 3))
+    new = _write(tmp_path, "new", _doc("slowdown-n5", "new"))
+    gate = CliRunner().invoke(main, ["bench", "compare", str(old), str(new), "--fail-on-regression", "5"])
+    assert gate.exit_code == 0, gate.output
+    assert "warning: --fail-on-regression 5 judged nothing" in gate.stderr
+    assert "judged nothing" not in gate.stdout
+    full = [str(FIXTURES / "slowdown-n5" / "new"), str(FIXTURES / "slowdown-n5" / "old")]
+    assert "judged nothing" not in CliRunner().invoke(main, ["bench", "compare", *full,
+                                                             "--fail-on-regression", "5"]).stderr
+
+
+MATRIX = Path(__file__).resolve().parent.parent / "fixtures" / "runs" / "matrix"
+
+
+def _matrix_with(tmp_path: Path, image: str, go: str, factor: float, rename: dict | None = None) -> Path:
+    """The matrix fixture with one more target: a copy of go1.22.10 slim amd64 as `image`
+    (Go `go`), its values times `factor`; rename relabels the fixture's own images."""
+    doc = json.loads((MATRIX / "results.json").read_text(encoding="utf-8"))
+    src = "gobuild/go:1.22.10-slim-amd64"
+    doc["targets"].append({**next(t for t in doc["targets"] if t["config"] == src),
+                           "config": image, "image": image, "go_version": go})
+    for recs in doc["suites"].values():
+        for rec in [r for r in recs if r["config"] == src]:
+            recs.append({**rec, "config": image, "image": image, "samples": [
+                {k: v * factor if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                 for k, v in s.items()} for s in rec["samples"]]})
+    text = json.dumps(doc)
+    for a, b in (rename or {}).items():
+        text = text.replace(a, b)
+    folder = tmp_path / "matrix"
+    folder.mkdir()
+    (folder / "results.json").write_text(text, encoding="utf-8")
+    return folder
+
+
+def test_col_go_keeps_two_images_of_one_go_and_platform_apart(tmp_path):
+    """bookworm and slim share Go 1.22.10 and linux/amd64: each is compared with its own 1.27."""
+    run = _matrix_with(tmp_path, "gobuild/go:1.22.10-bookworm-amd64", "1.22.10", 10.0)
+    plain = compare.compare_paths([MATRIX], col="go")
+    cmp = compare.compare_paths([run], col="go")
+    slim = [r for r in cmp.rows if "slim-amd64" in r.table]
+    assert slim and all("bookworm" not in r.table for r in slim)
+    # the slim rows are exactly those of the fixture without bookworm: nothing was overwritten
+    key = lambda r: (r.benchmark, r.metric, r.base_median, r.other_median, r.p)
+    assert sorted(map(key, slim)) == sorted(map(key, plain.rows))
+    assert not any("bookworm" in r.table for r in cmp.rows)
+    assert "linux/amd64 gobuild/go:*-bookworm-amd64: only go1.22.10 was benched, not go1.27.3" \
+        in cmp.unmatched
+
+
+def test_col_go_refuses_two_configurations_it_cannot_tell_apart(tmp_path):
+    rename = {"gobuild/go:1.22.10-slim-amd64": "mine/a", "gobuild/go:1.27.3-slim-amd64": "mine/c"}
+    run = _matrix_with(tmp_path, "mine/b", "1.22.10", 10.0, rename)
+    result = CliRunner().invoke(main, ["bench", "compare", str(run), "--col", "go"])
+    assert result.exit_code == 2, result.output
+    assert "mine/a and mine/b share go go1.22.10" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
