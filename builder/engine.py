@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 import uuid
@@ -464,11 +465,22 @@ _CLI_FLAGS = {"name": "--name", "network_mode": "--network", "platform": "--plat
               "working_dir": "--workdir", "mem_limit": "--memory", "memswap_limit": "--memory-swap"}
 
 
+def env_file_text(environment: Mapping[str, str]) -> str:
+    """The container's environment as `docker run --env-file` reads it (pure): NAME=VALUE
+    lines, taken as they are. A line break cannot be written there."""
+    for name, value in environment.items():
+        if "\n" in name + value or "=" in name:
+            raise EngineError(f"variable {name.splitlines()[0]!r} cannot be passed to an interactive "
+                              "container (a line break, or = in its name): drop it or use gobuild run")
+    return "".join(f"{name}={value}\n" for name, value in environment.items())
+
+
 def docker_run_argv(spec: Spec, *, name: str, labels: Mapping[str, str], tty: bool,
-                    keep: bool = False) -> list[str]:
-    """`docker run --interactive` for spec (pure). Environment values are not on the command
-    line (other users can read it): `--env NAME` takes each from the CLI's environment, which
-    interactive() sets. A create_kwargs key this does not know is a bug, never dropped."""
+                    keep: bool = False, env_file: str | None = None) -> list[str]:
+    """`docker run --interactive` for spec (pure). Environment values are neither on the
+    command line (other users can read it) nor in the CLI's own environment (where
+    DOCKER_HOST=... would redirect the CLI): they are in env_file, which interactive() writes.
+    A create_kwargs key this does not know is a bug, never dropped."""
     kw = create_kwargs(spec, name=name, labels=labels)
     argv = ["docker", "run", "--interactive", "--pull=never"]
     argv += ["--tty"] if tty else []
@@ -481,7 +493,9 @@ def docker_run_argv(spec: Spec, *, name: str, labels: Mapping[str, str], tty: bo
         elif key == "labels":
             argv += [arg for k, v in value.items() for arg in ("--label", f"{k}={v}")]
         elif key == "environment":
-            argv += [arg for k in value for arg in ("--env", k)]
+            if value and env_file is None:
+                raise ValueError("docker_run_argv needs env_file for a spec with an environment")
+            argv += ["--env-file", env_file] if value else []
         elif key == "nano_cpus":
             argv += ["--cpus", f"{value / 1e9:g}"]
         elif key == "volumes":
@@ -507,14 +521,21 @@ def interactive(engine_client: docker.DockerClient, spec: Spec, run_id: str) -> 
             raise EngineError(f"volume {volume} is gone (removed by another program?): "
                               "run again") from None
     tty = sys.stdin.isatty() and sys.stdout.isatty()
-    argv = docker_run_argv(spec, name=name, labels=labels(run_id), tty=tty, keep=keep)
+    text = env_file_text(spec.environment)
     # The same engine docker-py talks to (without DOCKER_HOST a docker CLI context could point
-    # the CLI elsewhere), and the CLI's own config wherever the container's HOME points.
+    # the CLI elsewhere), and the CLI's own config. The container's variables go in a file
+    # only this user can read (mkstemp: 0600), so none of them reaches the CLI itself.
     env = {"DOCKER_HOST": "unix:///var/run/docker.sock",
-           "DOCKER_CONFIG": str(Path.home() / ".docker"), **os.environ, **spec.environment}
+           "DOCKER_CONFIG": str(Path.home() / ".docker"), **os.environ}
+    fd, env_file = tempfile.mkstemp(prefix="gobuild-env-")
     try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        argv = docker_run_argv(spec, name=name, labels=labels(run_id), tty=tty, keep=keep,
+                               env_file=env_file)
         return subprocess.run([docker_cli, *argv[1:]], env=env, check=False).returncode
     finally:
+        os.unlink(env_file)
         if not keep:
             with contextlib.suppress(Exception):
                 engine_client.containers.get(name).remove(force=True, v=True)

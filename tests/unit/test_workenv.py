@@ -1,6 +1,8 @@
 """gobuild run/shell and the cache volumes: argument building and pure rules, no daemon."""
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -161,7 +163,8 @@ def test_the_interactive_docker_run_is_the_same_container_as_the_api_one():
                        volumes={"vol": "/c"}, user="1234:1234", working_dir="/work",
                        binds=(engine.Bind(source="/home/me/mod", target="/work"),))
     labels = engine.labels("run1")
-    argv = engine.docker_run_argv(spec, name="gobuild-shell-run1-x", labels=labels, tty=True)
+    argv = engine.docker_run_argv(spec, name="gobuild-shell-run1-x", labels=labels, tty=True,
+                                  env_file="/tmp/env")
     assert argv[:4] == ["docker", "run", "--interactive", "--pull=never"]
     assert "--tty" in argv and "--rm" in argv
 
@@ -175,11 +178,13 @@ def test_the_interactive_docker_run_is_the_same_container_as_the_api_one():
     assert after("--cpuset-cpus") == ["0"] and after("--pids-limit") == ["4096"]
     assert sorted(after("--volume")) == ["/home/me/mod:/work:rw", "vol:/c:rw"]
     assert after("--user") == ["1234:1234"] and after("--workdir") == ["/work"]
-    assert sorted(after("--env")) == ["GOFLAGS", "SECRET"]  # names only: values stay off the command line
+    assert after("--env-file") == ["/tmp/env"] and "--env" not in argv  # values stay off the command line
     assert "s3cret" not in " ".join(argv)
+    with pytest.raises(ValueError, match="env_file"):
+        engine.docker_run_argv(spec, name="n", labels={}, tty=False)
     end = argv.index("--", 4)
     assert argv[end + 1:] == ["gobuild/go:1.22.10-slim-arm64", "sh", "-c", "x", "--rm"]
-    kept = engine.docker_run_argv(spec, name="n", labels={}, tty=False, keep=True)
+    kept = engine.docker_run_argv(spec, name="n", labels={}, tty=False, keep=True, env_file="e")
     assert "--rm" not in kept[:kept.index("--")] and "--tty" not in kept
     none = engine.docker_run_argv(engine.Spec(image="i", command=("sh",), role="r"), name="n",
                                   labels={}, tty=False)
@@ -245,3 +250,90 @@ def test_a_mistyped_option_is_a_usage_error_not_the_command(cli, monkeypatch):
         done = cli(*args)
         assert done.exit_code == 2 and "--platfrom" in done.output, (args, done.output)
     assert seen == []
+
+
+class FakeEngine:
+    """Only what interactive() asks of the engine: its volumes, and a container by name."""
+
+    def __init__(self):
+        self.removed = []
+        fake = self
+
+        class Ctr:
+            def __init__(self, name):
+                self.name = name
+
+            def remove(self, **kw):
+                fake.removed.append((self.name, kw))
+
+        self.volumes = type("V", (), {"get": staticmethod(lambda name: name)})()
+        self.containers = type("C", (), {"get": staticmethod(Ctr)})()
+
+
+@pytest.mark.parametrize("exit_code", [0, 3])
+def test_interactive_runs_the_labelled_container_with_an_env_file_and_removes_both(
+        monkeypatch, exit_code):
+    monkeypatch.setattr(engine.shutil, "which", lambda name: "/usr/bin/docker")
+    monkeypatch.setattr(engine.time, "time", lambda: 1_700_000_000.0)  # labels carry the time
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/mine.sock")
+    seen = {}
+
+    def fake_run(argv, env, check):
+        path = argv[argv.index("--env-file") + 1]
+        seen.update(argv=argv, env=env, path=path, mode=os.stat(path).st_mode & 0o777,
+                    text=Path(path).read_text())
+        return subprocess.CompletedProcess(argv, exit_code)
+
+    monkeypatch.setattr(engine.subprocess, "run", fake_run)
+    client = FakeEngine()
+    spec = engine.Spec(image="img", command=("sh",), role="shell", volumes={"vol": "/c"},
+                       environment={"DOCKER_HOST": "tcp://elsewhere:2375", "GOFLAGS": "-p=1"})
+    assert engine.interactive(client, spec, "run1") == exit_code
+    argv = seen["argv"]
+    name = argv[argv.index("--name") + 1]
+    assert argv[0] == "/usr/bin/docker" and "--rm" in argv and name.startswith("gobuild-shell-run1-")
+    labels = [argv[i + 1] for i, a in enumerate(argv) if a == "--label"]
+    assert sorted(labels) == sorted(f"{k}={v}" for k, v in engine.labels("run1").items())
+    # The container's DOCKER_HOST is the container's: the CLI keeps talking to our engine.
+    assert seen["env"]["DOCKER_HOST"] == "unix:///run/mine.sock" and "GOFLAGS" not in seen["env"]
+    assert seen["text"] == "DOCKER_HOST=tcp://elsewhere:2375\nGOFLAGS=-p=1\n"
+    assert seen["mode"] == 0o600 and not Path(seen["path"]).exists()  # removed afterwards
+    assert client.removed == [(name, {"force": True, "v": True})]
+
+
+def test_interactive_removes_the_container_and_env_file_when_interrupted(monkeypatch):
+    monkeypatch.setattr(engine.shutil, "which", lambda name: "/usr/bin/docker")
+    paths = []
+
+    def interrupted(argv, env, check):
+        paths.append(argv[argv.index("--env-file") + 1])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.subprocess, "run", interrupted)
+    client = FakeEngine()
+    spec = engine.Spec(image="img", command=("sh",), role="shell", environment={"A": "1"})
+    with pytest.raises(KeyboardInterrupt):
+        engine.interactive(client, spec, "run2")
+    assert len(client.removed) == 1 and not Path(paths[0]).exists()
+
+
+def test_a_line_break_in_a_value_cannot_go_to_an_interactive_container():
+    with pytest.raises(engine.EngineError, match="line break"):
+        engine.env_file_text({"A": "one\ntwo"})
+
+
+@pytest.mark.parametrize("engine_arch", ["amd64", "arm64"])
+def test_targets_mark_as_emulated_the_cells_not_of_the_engines_architecture(root, monkeypatch,
+                                                                            engine_arch):
+    from builder.inputs import Inputs
+
+    monkeypatch.setattr(engine, "arch", lambda client: engine_arch)
+    monkeypatch.setattr(workenv, "ensure_images",
+                        lambda client, cells, lock, templates, opts, log: {c.id: f"img-{c.id}" for c in cells})
+    inputs = Inputs(matrix_path=root / "images" / "matrix.yaml", lock_path=root / "images" / "lock.json",
+                    templates=root / "images", selection=Selection(
+                        go=("1.22",), platforms=("linux/amd64", "linux/arm64"), variants=("slim",)))
+    chosen = workenv.targets(None, inputs, workenv.EnvOptions(), "1234:1234", lambda m: None)
+    marked = {t.cell.arch: t.emulated for t in chosen}
+    assert marked == {"amd64": engine_arch != "amd64", "arm64": engine_arch != "arm64"}
+    assert [t.image for t in chosen] == [f"img-{t.cell.id}" for t in chosen]
