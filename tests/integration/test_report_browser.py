@@ -22,8 +22,27 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "runs"
 PROBE = """<script>
 window.addEventListener('load', () => {
-  const images = [...document.images].map(i => ({src: i.getAttribute('src'), complete: i.complete,
-    width: i.naturalWidth, height: i.naturalHeight, shown: i.getBoundingClientRect().width}));
+  // Each image drawn onto a canvas: drawImage decodes the whole PNG there and then, so a body
+  // that is corrupt under an intact header (naturalWidth still right) leaves pixels undrawn
+  // (transparent); the plots are saved opaque. (img.decode() would say the same, but its
+  // promise does not settle before --dump-dom prints the page.)
+  const images = [...document.images].map(i => {
+    const c = document.createElement('canvas');
+    c.width = i.naturalWidth; c.height = i.naturalHeight;
+    let undrawn = -1, inked = -1, error = null;
+    try {
+      const ctx = c.getContext('2d');
+      ctx.drawImage(i, 0, 0);
+      const px = ctx.getImageData(0, 0, c.width, c.height).data;
+      undrawn = 0; inked = 0;
+      for (let k = 0; k < px.length; k += 4) {
+        if (px[k + 3] === 0) undrawn++;
+        else if (Math.min(px[k], px[k + 1], px[k + 2]) < 200) inked++;
+      }
+    } catch (e) { error = String(e); }
+    return {src: i.getAttribute('src'), complete: i.complete, width: i.naturalWidth,
+            height: i.naturalHeight, shown: i.getBoundingClientRect().width, undrawn, inked, error};
+  });
   const out = document.createElement('pre');
   out.id = 'gobuild-probe';
   out.textContent = JSON.stringify({images, tables: document.querySelectorAll('table').length,
@@ -82,12 +101,28 @@ def test_the_report_shows_its_tables_and_images_in_a_browser(chromium, tmp_path,
     referenced = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert [i["src"] for i in seen["images"]] == referenced and referenced
     for image in seen["images"]:  # a broken image has naturalWidth 0
+        assert image["error"] is None and image["undrawn"] == 0, image  # decoded in full
+        assert image["inked"] > 5_000, image  # and drawn on, not blank
         assert image["complete"] and image["width"] >= 800 and image["height"] >= 300, image
         assert image["shown"] > 0, image
     md_tables = len(re.findall(r"^\|---", md, re.MULTILINE))
     md_rows = sum(1 for line in md.splitlines() if line.startswith("| ") and not line.startswith("| suite |"))
     assert seen["tables"] == md_tables >= 2
     assert seen["rows"] > 0 and seen["rows"] <= md_rows
+
+
+def test_the_probe_sees_a_png_whose_body_is_corrupt(chromium, tmp_path):
+    """The check above would pass a damaged plot if the browser did not decode it in full."""
+    page, _ = _page(tmp_path, "go1.22-slim-amd64")
+    png = page.parent / "plots" / "sched-latency.png"
+    data = png.read_bytes()
+    png.write_bytes(data[:len(data) // 2] + bytes(len(data) - len(data) // 2))
+    done = _browser(chromium, "--dump-dom", page.as_uri())
+    found = re.search(r'<pre id="gobuild-probe">(.*?)</pre>', done.stdout, re.DOTALL)
+    assert found, f"the page's probe did not run: {done.stderr[-2000:]}"
+    seen = {i["src"]: i for i in json.loads(html.unescape(found.group(1)))["images"]}
+    assert seen["plots/sched-latency.png"]["undrawn"] > 0, seen["plots/sched-latency.png"]
+    assert seen["plots/tooling-latency.png"]["undrawn"] == 0, seen["plots/tooling-latency.png"]
 
 
 def test_the_screenshot_shows_drawn_plots(chromium, tmp_path):

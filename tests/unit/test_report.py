@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from matplotlib.image import imread
 
 from builder.bench import loaded, output, plots, report
 from builder.bench.results import Config as BenchConfig
@@ -45,6 +46,10 @@ def assert_pngs(folder: Path, markdown: str) -> list[str]:
         assert not ref.startswith("/") and "://" not in ref, ref  # relative to report.md
         data = (folder / ref).read_bytes()
         assert data[:8] == PNG_MAGIC, ref
+        # decoded in full (a corrupt body under an intact header fails here), and drawn on
+        pixels = imread(folder / ref)[..., :3]
+        assert pixels.shape[0] >= 300 and pixels.shape[1] >= 800, (ref, pixels.shape)
+        assert pixels.reshape(-1, 3).std(axis=0).max() > 0.02, f"{ref} is blank"
     return refs
 
 
@@ -55,6 +60,23 @@ def rendered(tmp_path_factory) -> Path:
     assert result.exit_code == 0, result.output
     assert result.output == f"wrote {folder / 'report.md'}\n"
     return folder
+
+
+def test_the_png_check_catches_a_corrupt_body_and_a_blank_image(rendered, tmp_path):
+    """assert_pngs decodes each image: an intact header over a damaged body, or a plain white
+    image, does not pass it."""
+    md = "![plot](plots/x.png)"
+    (tmp_path / "plots").mkdir()
+    good = (rendered / "plots" / "sched-latency.png").read_bytes()
+    (tmp_path / "plots" / "x.png").write_bytes(good[:len(good) // 2] + bytes(len(good) // 2))
+    with pytest.raises((OSError, SyntaxError, ValueError)):  # Pillow says "broken PNG file"
+        assert_pngs(tmp_path, md)
+    import matplotlib.image
+    import numpy as np
+
+    matplotlib.image.imsave(tmp_path / "plots" / "x.png", np.ones((400, 900, 3)))
+    with pytest.raises(AssertionError, match="blank"):
+        assert_pngs(tmp_path, md)
 
 
 def test_report_matches_the_stored_expected_markdown(rendered):
