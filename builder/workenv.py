@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import sys
 import threading
 import time
@@ -20,12 +21,13 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import docker
 
 from . import cache, engine, pipeline
 from .build import image_tag
-from .errors import ConfigError
+from .errors import ConfigError, EngineError
 from .inputs import Inputs
 from .lock import Lock
 from .matrix import Cell, Matrix, Selection, select
@@ -36,6 +38,7 @@ WORKDIR = "/work"
 FORWARDED = ("GOFLAGS", "GOPROXY", "GOPRIVATE", "GONOPROXY", "GONOSUMDB", "GONOSUMCHECK",
              "GOSUMDB", "GOINSECURE")
 TIMED_OUT_EXIT = 124  # as timeout(1)
+REFUSED_EXIT = 125  # as docker run when the engine refuses the container
 
 Log = Callable[[str], None]
 
@@ -85,16 +88,19 @@ class CellResult:
     seconds: float
     oom: bool
     timed_out: bool
+    refused: str = ""  # the engine's refusal: CMD never ran in this cell
 
     @property
     def note(self) -> str:
         return ", ".join(n for n, on in (("emulated (qemu)", self.emulated), ("OOM-killed", self.oom),
-                                         ("timed out", self.timed_out)) if on)
+                                         ("timed out", self.timed_out),
+                                         ("engine refused, see above", bool(self.refused))) if on)
 
     def as_json(self) -> dict:
         return {"cell": self.cell, "image": self.image, "platform": self.platform,
                 "emulated": self.emulated, "exit_code": self.exit_code,
-                "seconds": round(self.seconds, 3), "oom": self.oom, "timed_out": self.timed_out}
+                "seconds": round(self.seconds, 3), "oom": self.oom, "timed_out": self.timed_out,
+                "refused": self.refused or None}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -275,7 +281,7 @@ class Relay:
 
 
 def run_cell(engine_client: docker.DockerClient, target: Target, opts: RunOptions, run_id: str,
-             relay: Relay) -> CellResult:
+             relay: Relay, log: Log = log_stderr) -> CellResult:
     spec = spec_for(target, opts.command, folder=opts.folder, user=opts.user,
                     environment={**forwarded(os.environ), **opts.environment},
                     network=opts.network, role="run", timeout=opts.timeout,
@@ -283,6 +289,12 @@ def run_cell(engine_client: docker.DockerClient, target: Target, opts: RunOption
     start = time.monotonic()
     try:
         done = engine.run(engine_client, spec, run_id, on_output=relay)
+    except EngineError as exc:  # one cell's refusal is its row: the other cells go on
+        log(f"{target.cell.id}: {exc.message}")
+        return CellResult(cell=target.cell.id, image=target.image, platform=target.cell.platform,
+                          emulated=target.emulated, exit_code=REFUSED_EXIT,
+                          seconds=time.monotonic() - start, oom=False, timed_out=False,
+                          refused=exc.message)
     finally:
         relay.close()
     took = time.monotonic() - start
@@ -295,7 +307,28 @@ def run_cell(engine_client: docker.DockerClient, target: Target, opts: RunOption
 def check_folder(folder: Path) -> Path:
     if not folder.is_dir():
         raise ConfigError(f"{folder} is not a folder: run gobuild from the folder to mount")
-    return folder.resolve()
+    resolved = folder.resolve()
+    if ":" in str(resolved):  # the engine's bind syntax is SOURCE:TARGET:MODE
+        raise ConfigError(f"{resolved} has ':' in its path, which a bind mount cannot take: "
+                          "run gobuild from a folder without ':' in its path (rename it)")
+    return resolved
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def check_local_engine(docker_host: str | None, command: str) -> None:
+    """run and shell bind-mount a folder of this machine; an engine on another host would
+    mount a folder of that host's disk (an empty one, made there) instead (pure)."""
+    if not docker_host or docker_host.startswith(("unix://", "npipe://", "fd://")):
+        return
+    where = urlsplit(docker_host).hostname or ""
+    if docker_host.startswith(("tcp://", "ssh://")) and (where in LOCAL_HOSTS or where.startswith("127.")
+                                              or where == socket.gethostname()):
+        return
+    raise ConfigError(f"{command} needs the engine on this machine, and DOCKER_HOST={docker_host} "
+                      "is elsewhere (the folder would be an empty one on that host): unset "
+                      "DOCKER_HOST, or run gobuild on that host")
 
 
 def run(inputs: Inputs, opts: RunOptions, *, json_output: bool = False,
@@ -303,6 +336,7 @@ def run(inputs: Inputs, opts: RunOptions, *, json_output: bool = False,
     """`gobuild run`: CMD in each selected cell, one after the other (or opts.parallel at a
     time), its output shown as it comes; every container removed on every way out."""
     opts = replace(opts, folder=check_folder(opts.folder))
+    check_local_engine(os.environ.get("DOCKER_HOST"), "gobuild run")
     engine_client = engine_client or engine.client()
     facts = engine.facts(engine_client)
     if opts.cpus and facts.cpus and opts.cpus > facts.cpus:
@@ -320,7 +354,7 @@ def run(inputs: Inputs, opts: RunOptions, *, json_output: bool = False,
                 f"{' (emulated: qemu)' if target.emulated else ''}: {what}")
             relay = Relay(prefix=target.cell.id if opts.parallel > 1 and several else None,
                           stdout_to_stderr=json_output)
-            result = run_cell(engine_client, target, opts, run_id, relay)
+            result = run_cell(engine_client, target, opts, run_id, relay, log)
             if several:
                 log(f"{target.cell.id}: exit {result.exit_code} in {result.seconds:.1f} s"
                     f"{f' ({result.note})' if result.note else ''}")
@@ -360,6 +394,7 @@ def shell(inputs: Inputs, opts: ShellOptions, *, engine_client: docker.DockerCli
           log: Log = log_stderr) -> int:
     """`gobuild shell`: an interactive shell in one cell; returns the shell's exit code."""
     folder = check_folder(opts.folder)
+    check_local_engine(os.environ.get("DOCKER_HOST"), "gobuild shell")
     engine_client = engine_client or engine.client()
     (target,) = targets(engine_client, inputs, opts.images, opts.user, log, single="gobuild shell")
     run_id = engine.new_run_id()

@@ -337,3 +337,52 @@ def test_targets_mark_as_emulated_the_cells_not_of_the_engines_architecture(root
     marked = {t.cell.arch: t.emulated for t in chosen}
     assert marked == {"amd64": engine_arch != "amd64", "arm64": engine_arch != "arm64"}
     assert [t.image for t in chosen] == [f"img-{t.cell.id}" for t in chosen]
+
+
+def test_a_folder_with_a_colon_is_refused_before_anything_is_made(tmp_path):
+    odd = tmp_path / "a:b"
+    odd.mkdir()
+    with pytest.raises(ConfigError, match="has ':' in its path") as caught:
+        workenv.check_folder(odd)
+    assert "\n" not in caught.value.message
+    assert workenv.check_folder(tmp_path) == tmp_path.resolve()
+
+
+def test_an_engine_refusal_in_one_cell_is_its_row_and_the_others_go_on(matrix, monkeypatch, tmp_path):
+    def fake_run(client, spec, run_id, on_output=None):
+        if spec.platform == "linux/arm64":
+            raise engine.EngineError("the engine refused to create a container: no such platform")
+        return engine.Finished(exit_code=0, output="", oom_killed=False, oom_events=0, timed_out=False)
+
+    monkeypatch.setattr(engine, "run", fake_run)
+    opts = workenv.RunOptions(command=("true",), folder=tmp_path, user="1234:1234")
+    logged = []
+    results = tuple(workenv.run_cell(None, target(matrix, platform=p), opts, "r", workenv.Relay(),
+                                     logged.append)
+                    for p in ("linux/arm64", "linux/amd64"))
+    assert [r.exit_code for r in results] == [125, 0]
+    assert results[0].refused and "engine refused" in results[0].note
+    table = workenv.RunResult(run_id="r", results=results)
+    assert table.exit_code == 125 and "failed: go1.22-slim-linux-arm64" in table.table()
+    assert logged == ["go1.22-slim-linux-arm64: the engine refused to create a container: no such platform"]
+
+
+@pytest.mark.parametrize(("docker_host", "local"), [
+    (None, True), ("unix:///var/run/docker.sock", True), ("tcp://127.0.0.1:2375", True),
+    ("tcp://localhost:2376", True), ("tcp://[::1]:2375", True),
+    ("tcp://build.example:2376", False), ("ssh://me@build.example", False), ("ssh://me@localhost", True),
+])
+def test_run_and_shell_need_the_engine_on_this_machine(docker_host, local):
+    if local:
+        workenv.check_local_engine(docker_host, "gobuild run")
+    else:
+        with pytest.raises(ConfigError, match=r"^gobuild run needs the engine on this machine.*empty"):
+            workenv.check_local_engine(docker_host, "gobuild run")
+
+
+def test_run_refuses_a_remote_engine_before_asking_it_anything(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOCKER_HOST", "tcp://build.example:2376")
+    monkeypatch.setattr(engine, "client", lambda: pytest.fail("the engine was asked"))
+    opts = workenv.RunOptions(command=("true",), folder=tmp_path, user="1234:1234")
+    with pytest.raises(ConfigError, match="DOCKER_HOST=tcp://build.example:2376 is elsewhere"):
+        workenv.run(None, opts)
