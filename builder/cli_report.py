@@ -23,8 +23,9 @@ _paths = click.argument("paths", nargs=-1, required=True, metavar="PATH...",
               default="text", show_default=True, help="Output format.")
 @json_option
 @click.option("--fail-on-regression", "fail_pct", type=click.FloatRange(min=0), metavar="PCT",
-              help="Exit 9 when a metric that is better lower got significantly worse by more "
-                   "than PCT percent (a CI gate).")
+              help="Exit 9 when a metric got significantly worse (slower, bigger; lower for rates "
+                   "such as MB/s) by more than PCT percent (a CI gate); warns when it could judge "
+                   "nothing.")
 def compare_cmd(paths: tuple[Path, ...], col, fmt: str, as_json: bool, fail_pct: float | None) -> None:
     """Compare two bench runs metric by metric, as benchstat does: medians, change in percent,
     and a Mann-Whitney U test (alpha 0.05; ~ where the change is not significant; fewer than 4
