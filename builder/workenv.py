@@ -38,6 +38,7 @@ WORKDIR = "/work"
 FORWARDED = ("GOFLAGS", "GOPROXY", "GOPRIVATE", "GONOPROXY", "GONOSUMDB", "GONOSUMCHECK",
              "GOSUMDB", "GOINSECURE")
 TIMED_OUT_EXIT = 124  # as timeout(1)
+GOBIN = "/tmp/gobin"  # where `go install` puts tools in run and shell (any uid may write)
 REFUSED_EXIT = 125  # as docker run when the engine refuses the container
 
 Log = Callable[[str], None]
@@ -224,7 +225,9 @@ def spec_for(target: Target, command: tuple[str, ...], *, folder: Path, user: st
     """The container of a run or shell in a cell (pure): the folder at WORKDIR as the working
     directory, the caller's uid:gid, the cell's caches, HOME in /tmp (the uid may have no home
     in the image); the forwarded and -e variables win over gobuild's own."""
-    env = {"HOME": "/tmp", **cache.environment(target.caches), **environment}
+    # GOBIN in /tmp: the image's GOPATH/bin belongs to its own user (1000 in slim), so
+    # `go install` as any other uid would be refused there. -e GOBIN=/work/bin keeps tools.
+    env = {"HOME": "/tmp", "GOBIN": GOBIN, **cache.environment(target.caches), **environment}
     return engine.Spec(
         image=target.image, command=cache.stamped(command, target.caches), role=role,
         platform=target.cell.platform, network=network, environment=env,

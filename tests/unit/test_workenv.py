@@ -77,6 +77,7 @@ def test_run_spec_mounts_the_folder_as_the_user_with_caches_and_env(matrix, tmp_
     assert spec.platform == "linux/arm64" and spec.network
     assert spec.environment["GOFLAGS"] == "-mod=mod"
     assert spec.environment["HOME"] == "/home/me"  # what the caller set wins
+    assert spec.environment["GOBIN"] == "/tmp/gobin"  # go install works as any uid
     assert spec.environment["GOCACHE"] == t.caches[0].path
     assert spec.volumes == {v.name: v.mount for v in t.caches}
     kw = engine.create_kwargs(spec, name="n", labels={})
