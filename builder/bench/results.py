@@ -8,7 +8,9 @@ Additions to v1 (additive: a reader of the first v1 documents reads these unchan
   `GoModDownload/cache=warm` (a persistent cache already holding the graph), `go mod download`
   from a module proxy on an isolated network; the compile suite's metrics (time, process peak,
   cgroup peaks). The top-level `network` object says how that network was made and what a probe
-  inside it could reach (`proxy_reached` true, `other_routes` empty).
+  inside it could reach (`proxy_reached` true, `other_routes` empty). Each of its samples has
+  `proxy_zips`: the .zip files the proxy served during that run (by the proxy's own output),
+  the whole graph for a cold cache, none for a warm one. The suite runs only when asked for.
 - `config` in each target and record: the configuration label, which is the image reference,
   or `REF#1`, `REF#2` when one image is benched as several configurations (an A/A check).
   Group by `config`, not `image`, to keep such configurations apart.
