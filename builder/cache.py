@@ -99,14 +99,30 @@ def stamped(command: tuple[str, ...], volumes: tuple[CacheVolume, ...]) -> tuple
     return ("sh", "-c", stamps + 'exec "$@"', "gobuild", *command)
 
 
+def unclaimed(engine_client: docker.DockerClient, volumes: list[CacheVolume], *, image: str,
+              run_id: str) -> list[CacheVolume]:
+    """The existing volumes whose user has not claimed them: no last-use stamp of theirs (a run
+    killed between creating a volume and handing it over leaves it root's, with none). Read
+    as cache ls reads the stamps: a container that is created, never started."""
+    if not volumes:
+        return []
+    spec = engine.Spec(image=image, command=("true",), role="cache-ls",
+                       volumes={v.name: f"/v/{i}" for i, v in enumerate(volumes)})
+    with engine.Container(engine_client, spec, run_id) as ctr:
+        return [v for i, v in enumerate(volumes)
+                if ctr.owners(f"/v/{i}/{STAMP}").get(STAMP) != v.user]
+
+
 def ensure(engine_client: docker.DockerClient, volumes: tuple[CacheVolume, ...], *, image: str,
            platform: str, run_id: str, log: Log) -> None:
-    """Create the volumes that do not exist yet and give them to their user. A volume whose
-    handover fails is removed again, so that no root-owned cache is left to fail later runs."""
-    fresh = []
+    """Create the volumes that do not exist yet and give them, and any existing one not yet
+    its user's, to their user. A new volume whose handover fails is removed again, so that no
+    root-owned cache is left to fail later runs."""
+    fresh, existing = [], []
     for vol in volumes:
         try:
             engine_client.volumes.get(vol.name)
+            existing.append(vol)
         except docker.errors.NotFound:
             try:
                 engine_client.volumes.create(name=vol.name, labels=vol.labels())
@@ -114,25 +130,31 @@ def ensure(engine_client: docker.DockerClient, volumes: tuple[CacheVolume, ...],
                 raise EngineError(f"the engine refused to create volume {vol.name}: "
                                   f"{exc.explanation}") from None
             fresh.append(vol)
-    if not fresh:
+    claim = unclaimed(engine_client, existing, image=image, run_id=run_id)
+    if not fresh and not claim:
         return
-    log(f"new cache volume(s) {', '.join(v.name for v in fresh)}: owned by {fresh[0].user}")
-    users = {v.user for v in fresh}
+    if fresh:
+        log(f"new cache volume(s) {', '.join(v.name for v in fresh)}: owned by {fresh[0].user}")
+    if claim:
+        log(f"cache volume(s) {', '.join(v.name for v in claim)} not yet {claim[0].user}'s: "
+            "handing them over")
+    handed = fresh + claim
+    users = {v.user for v in handed}
     if len(users) != 1:
         raise ValueError(f"cache volumes of several users at once: {sorted(users)}")
-    spec = engine.Spec(image=image, command=("chown", fresh[0].user, *(v.mount for v in fresh)),
-                       role="cache-init", platform=platform, user="0", volumes=mounts(tuple(fresh)),
+    spec = engine.Spec(image=image, command=("chown", handed[0].user, *(v.mount for v in handed)),
+                       role="cache-init", platform=platform, user="0", volumes=mounts(tuple(handed)),
                        timeout=INIT_TIMEOUT)
     done = None
     try:
         done = engine.run(engine_client, spec, run_id)
     finally:
         if done is None or done.exit_code != 0:
-            for vol in fresh:
+            for vol in fresh:  # never an existing one: it may hold the user's cache
                 with contextlib.suppress(docker.errors.APIError):
                     engine_client.volumes.get(vol.name).remove(force=True)
     if done.exit_code != 0:
-        raise EngineError(f"cannot give the new cache volumes to {fresh[0].user} "
+        raise EngineError(f"cannot give the cache volumes to {handed[0].user} "
                           f"({done.tail()}): run again, or 'gobuild cache prune'")
 
 

@@ -421,6 +421,16 @@ class Container:
         with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tf:
             return {m.name: tf.extractfile(m).read() for m in tf.getmembers() if m.isfile()}
 
+    def owners(self, path: str) -> dict[str, str]:
+        """The owner ("uid:gid") of each file under path in the container; {} when there is
+        none. For small paths: the whole of path is read."""
+        try:
+            stream, _ = self._ctr.get_archive(path)
+        except docker.errors.NotFound:
+            return {}
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tf:
+            return {m.name: f"{m.uid}:{m.gid}" for m in tf.getmembers() if m.isfile()}
+
     def serve(self) -> None:
         """Start without waiting: a server the run's other containers talk to (the bench's
         module proxy); leaving the block stops and removes it."""
