@@ -248,7 +248,9 @@ class SecondEngine:
         with contextlib.suppress(OSError):
             for line in Path("/proc/self/mounts").read_text().splitlines():
                 point = line.split()[1]
-                if point.startswith((str(self.data_root) + "/", str(self.exec_root) + "/")):
+                # dockerd bind-mounts its data-root onto itself: the roots count too
+                if any(point == str(root) or point.startswith(f"{root}/")
+                       for root in (self.data_root, self.exec_root)):
                     mine.append(point)
         for point in sorted(mine, key=len, reverse=True):
             subprocess.run(["umount", "-l", point], capture_output=True, check=False, timeout=30)
