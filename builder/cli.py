@@ -9,7 +9,7 @@ import click
 from . import __version__, cli_bench, cli_ci, cli_images, cli_report, cli_run, pipeline
 from .base import DEBIAN_MIRROR
 from .base import SUITES as DEBIAN_SUITES
-from .errors import CheckFailed, GobuildError, Interrupted, UnexpectedError
+from .errors import CheckFailed, ConfigError, GobuildError, Interrupted, UnexpectedError
 from .inputs import Inputs, defaults, emit, inputs_options, json_option, platform_callback
 from .matrix import PLATFORMS, Selection
 from .sources import PYPI_URL, SOURCES
@@ -23,7 +23,12 @@ class Group(click.Group):
             return super().invoke(ctx)
         except KeyboardInterrupt:
             raise Interrupted("interrupted: everything gobuild started was removed") from None
-        except (GobuildError, click.exceptions.Exit, click.exceptions.Abort, click.UsageError):
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:  # one line, as every other error: no usage block
+            where = exc.ctx.command_path if exc.ctx else "gobuild"
+            raise ConfigError(f"{exc.format_message()} (see '{where} --help')") from None
+        except (GobuildError, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as exc:
             if ctx.params.get("debug"):
@@ -95,6 +100,10 @@ def lock_cmd(inputs: Inputs, source: str, mirror: str | None, pypi_index: str, a
       gobuild lock --source pypi --go 1.22
       gobuild lock --source mirror --mirror https://mirror.example/golang/
     """
+    if mirror:
+        from .lock import check_url
+
+        check_url(mirror, "--mirror", allow_http=inputs.allow_http)
     lock_path = inputs.writable(inputs.lock_path, "--lock FILE (and --matrix FILE)")
     result = pipeline.relock(inputs.matrix(), inputs.cells(), lock_path, source=source,
                              mirror=mirror, pypi_index=pypi_index)

@@ -100,11 +100,12 @@ class Inputs:
     lock_path: Path
     templates: Path
     selection: Selection
+    allow_http: bool = False  # --allow-http: plain http:// downloads off this machine
 
     @classmethod
     def resolve(cls, *, matrix_path: Path | None = None, lock_path: Path | None = None,
                 templates: Path | None = None, selection: Selection | None = None,
-                cwd: Path | None = None) -> Inputs:
+                cwd: Path | None = None, allow_http: bool = False) -> Inputs:
         """Explicit paths win; the rest come from the one rule (see the module's docstring)."""
         found = defaults(cwd)
         if matrix_path is None:
@@ -112,7 +113,8 @@ class Inputs:
         else:
             default_lock = matrix_path.parent / "lock.json"
         return cls(matrix_path=matrix_path, lock_path=lock_path or default_lock,
-                   templates=templates or found.templates, selection=selection or Selection())
+                   templates=templates or found.templates, selection=selection or Selection(),
+                   allow_http=allow_http)
 
     def writable(self, path: Path, option: str) -> Path:
         """path, unless it lies in the installed package (no project folder was found and no
@@ -135,7 +137,7 @@ class Inputs:
     def lock(self):
         from .lock import load_lock
 
-        return load_lock(self.lock_path)
+        return load_lock(self.lock_path, allow_http=self.allow_http)
 
 
 def platform_callback(ctx, param, values):
@@ -182,11 +184,15 @@ def inputs_options(func):
                   metavar="OS/ARCH", help="Platform(s) to select: linux/amd64, linux/arm64.")
     @click.option("--variant", "variants", multiple=True, metavar="NAME",
                   help="Variant(s) to select: bookworm, slim.")
+    @click.option("--allow-http", is_flag=True, envvar="GOBUILD_ALLOW_HTTP",
+                  help="Accept plain http:// download URLs (in the lock, --mirror) off this "
+                       "machine; loopback addresses always are. file:// never is.")
     @functools.wraps(func)
-    def wrapper(matrix_path, lock_path, templates, go, platforms, variants, **kw):
+    def wrapper(matrix_path, lock_path, templates, go, platforms, variants, allow_http, **kw):
         kw["inputs"] = Inputs.resolve(
             matrix_path=matrix_path, lock_path=lock_path, templates=templates,
             selection=Selection(go=go, platforms=platforms, variants=variants),
+            allow_http=allow_http,
         )
         return func(**kw)
 

@@ -19,7 +19,8 @@ SCHEMA = 1
 Format = Literal["tar.gz", "wheel"]
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 FILENAME_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,200}$")
-URL_RE = re.compile(r"^(https?|file)://[^\s\"'\\]+$")
+URL_RE = re.compile(r"^https?://[^\s\"'\\]+$")  # never file://: a lock must not read the host's files
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -86,6 +87,9 @@ def validate_release(where: str, rel: Release) -> None:
             raise ConfigError(f"{where}: {arch} has an invalid URL or file name")
         if art.format not in ("tar.gz", "wheel"):
             raise ConfigError(f"{where}: {arch} has an unknown format {art.format!r}")
+        if not isinstance(art.size, int) or isinstance(art.size, bool) or art.size < 0:
+            raise ConfigError(f"{where}: {arch} size {art.size!r} is not a number of bytes: "
+                              "re-run 'gobuild lock'")
 
 
 def to_json(lock: Lock) -> str:
@@ -105,7 +109,25 @@ def to_json(lock: Lock) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
-def parse_lock(text: str, path: Path) -> Lock:
+def check_url(url: str, what: str, *, allow_http: bool) -> None:
+    """A URL gobuild will download from: https, or plain http only to this machine (loopback
+    never leaves it) or with --allow-http; file:// never (the lock names downloads, not host
+    files). Plain HTTP elsewhere can be altered on the way, the index the sha256 came from too."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    host = host if host.startswith("[") else host.split(":", 1)[0]
+    if scheme == "https" and rest:
+        return
+    if scheme == "http" and rest and (allow_http or host in LOOPBACK_HOSTS):
+        return
+    if scheme == "http":
+        raise ConfigError(f"{what} {url!r} is plain http: use https, or pass --allow-http "
+                          "(GOBUILD_ALLOW_HTTP=1) to accept it")
+    raise ConfigError(f"{what} {url!r}: only https:// (or http:// with --allow-http) URLs "
+                      "are downloaded from")
+
+
+def parse_lock(text: str, path: Path, *, allow_http: bool = False) -> Lock:
     try:
         data = json.loads(text)
         if data.get("schema") != SCHEMA:
@@ -121,6 +143,8 @@ def parse_lock(text: str, path: Path) -> Lock:
                 released=r.get("released"),
                 files={a: Artifact(**f) for a, f in r["files"].items()},
             )
+            for arch, art in rel.files.items():
+                check_url(art.url, f"{path}: go {minor} {arch} URL", allow_http=allow_http)
             validate_release(f"{path}: go {minor}", rel)
             go[minor] = rel
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -128,9 +152,9 @@ def parse_lock(text: str, path: Path) -> Lock:
     return Lock(go=go, path=path)
 
 
-def load_lock(path: Path) -> Lock:
+def load_lock(path: Path, *, allow_http: bool = False) -> Lock:
     try:
-        return parse_lock(path.read_text(encoding="utf-8"), path)
+        return parse_lock(path.read_text(encoding="utf-8"), path, allow_http=allow_http)
     except FileNotFoundError:
         raise ConfigError(f"lock file {path} not found: run 'gobuild lock'") from None
 

@@ -44,7 +44,7 @@ VariantKind = Literal["debian", "slim"]
 VARIANT_KINDS: tuple[str, ...] = ("debian", "slim")
 
 # Values that reach a Dockerfile are checked against these before anything is rendered.
-GO_VERSION_RE = re.compile(r"^1\.(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))?$")
+GO_VERSION_RE = re.compile(r"^1\.(0|[1-9][0-9]{0,3})(\.(0|[1-9][0-9]{0,3}))?$")  # 4 digits: no 300-char tags
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,30}$")
 DEB_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]{1,80}$")
 IMAGE_REF_RE = re.compile(

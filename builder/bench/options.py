@@ -11,16 +11,23 @@ from ..errors import ConfigError
 _MEMORY = re.compile(r"^(?P<n>\d+(\.\d+)?)(?P<unit>[bkmg]?)$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
 MIN_MEMORY = 6 * 2**20  # the engine refuses less
+MAX_MEMORY = 2**62  # the kernel's "no limit" is near 2**63: anything this large is a typo
+# A plain decimal, as people write a CPU count: "1e9", "nan" and "inf" parse as floats but
+# are not CPU counts; more than MAX_CPUS is a typo whatever the engine has.
+_CPUS = re.compile(r"^\d+(\.\d+)?$")
+MAX_CPUS = 1024
+_CPUSET = re.compile(r"^\d{1,4}(-\d{1,4})?(,\d{1,4}(-\d{1,4})?)*$")
 
 
 def parse_cpus(text: str) -> float:
     """'0.5', '1.5', '2' -> CPUs as a float; refuse what docker run refuses."""
-    try:
-        cpus = float(text)
-    except ValueError:
-        raise ConfigError(f"--cpus {text!r} is not a number of CPUs (for example 0.5 or 2)") from None
+    if not _CPUS.match(text.strip()):
+        raise ConfigError(f"--cpus {text!r} is not a number of CPUs: write a decimal such as 0.5 or 2")
+    cpus = float(text)
     if not math.isfinite(cpus) or not cpus > 0 or round(cpus * 1e9) < 1:
         raise ConfigError(f"--cpus {text!r} must be more than 0 (for example 0.5 or 2)")
+    if cpus > MAX_CPUS:
+        raise ConfigError(f"--cpus {text!r} is more than {MAX_CPUS}: ask for the CPUs the engine has")
     return cpus
 
 
@@ -34,6 +41,8 @@ def parse_memory(text: str) -> int:
     n = int(float(m.group("n")) * _UNITS[m.group("unit").lower()])
     if n < MIN_MEMORY:
         raise ConfigError(f"--memory {text} is below the engine's minimum of 6m")
+    if n > MAX_MEMORY:
+        raise ConfigError(f"--memory {text!r} is larger than any machine: ask for what the engine has")
     return n
 
 
@@ -76,6 +85,15 @@ class BenchOptions:
     quiet_load: float | None = None  # its 1-minute load threshold [default: quiet_threshold()]
 
     def __post_init__(self) -> None:
+        from ..matrix import IMAGE_REF_RE
+
+        for ref in self.images:
+            if not IMAGE_REF_RE.match(ref):
+                raise ConfigError(f"--image {ref!r} is not an image reference "
+                                  "(for example gobuild/go:1.22.10-slim-amd64)")
+        if self.cpuset is not None and not _CPUSET.match(self.cpuset):
+            raise ConfigError(f"--cpuset {self.cpuset!r} is not a CPU list: write it as docker "
+                              "run --cpuset-cpus does (0-1, or 0,2)")
         if self.quiet_load is not None and self.wait_quiet is None:
             raise ConfigError("--quiet-load only goes with --wait-quiet: "
                               "gobuild bench --wait-quiet 120 --quiet-load 1")

@@ -304,6 +304,8 @@ def bench(inputs: Inputs, opts: BenchOptions, engine_client: docker.DockerClient
     the run removed on every way out (Ctrl-C and SIGTERM included). Progress goes to log: a
     Progress (live on a terminal, plain lines, or nothing), or a function that takes lines."""
     check_output(opts.output)
+    if opts.workload is not None and not (opts.workload / "go.mod").is_file():  # before the engine
+        raise ConfigError(f"--workload {opts.workload}: no go.mod there; point at a Go module's root")
     engine_client = engine_client or engine.client()
     opts = replace(opts, images=choose_images(engine_client, inputs, opts.images))
     facts = engine.facts(engine_client)
