@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import docker
@@ -215,6 +215,33 @@ class Spec:
     working_dir: str | None = None
     timeout: float = 3600
     binds: tuple[Bind, ...] = ()
+    # Lockdown (measured bench runs, smoke tests; see locked_down): capabilities dropped,
+    # setuid and file capabilities powerless, the image's filesystem read-only, tmpfs scratch.
+    cap_drop: tuple[str, ...] = ()
+    no_new_privileges: bool = False
+    read_only_root: bool = False
+    tmpfs: Mapping[str, str] = field(default_factory=dict)  # mount point -> tmpfs options
+
+
+# Who a locked-down container runs as when its image names root: nobody, whose ids own nothing
+# in any image (the bench volume is a+rwX; scratch is a tmpfs).
+UNPRIVILEGED_USER = "65534:65534"
+# exec: go test and go run execute what they build in GOTMPDIR; the size is bounded by the
+# cgroup's memory limit, which tmpfs pages count against (README "Locked-down containers").
+SCRATCH_TMPFS = "rw,nosuid,nodev,exec,mode=1777"
+
+
+def locked_down(spec: Spec, *, scratch: tuple[str, ...] = ("/tmp",), user: str | None = None,
+                pids: int | None = None) -> Spec:
+    """spec with every privilege it does not need taken away (pure): no capabilities,
+    no-new-privileges, a read-only root with tmpfs scratch folders, a non-root user (the
+    spec's own when it is not root, else nobody) and a pids limit. The network stays what the
+    spec says (none unless asked); mounts stay the spec's volumes and binds."""
+    if user is None:
+        user = spec.user if spec.user not in (None, "0", "root", "0:0") else UNPRIVILEGED_USER
+    return replace(spec, cap_drop=("ALL",), no_new_privileges=True, read_only_root=True,
+                   tmpfs={path: SCRATCH_TMPFS for path in scratch}, user=user,
+                   limits=replace(spec.limits, pids=pids or spec.limits.pids or 4096))
 
 
 def create_kwargs(spec: Spec, *, name: str, labels: Mapping[str, str]) -> dict:
@@ -249,6 +276,14 @@ def create_kwargs(spec: Spec, *, name: str, labels: Mapping[str, str]) -> dict:
         kw["user"] = spec.user
     if spec.working_dir:
         kw["working_dir"] = spec.working_dir
+    if spec.cap_drop:
+        kw["cap_drop"] = list(spec.cap_drop)
+    if spec.no_new_privileges:
+        kw["security_opt"] = ["no-new-privileges:true"]
+    if spec.read_only_root:
+        kw["read_only"] = True
+    if spec.tmpfs:
+        kw["tmpfs"] = dict(spec.tmpfs)
     return kw
 
 
@@ -511,6 +546,12 @@ def docker_run_argv(spec: Spec, *, name: str, labels: Mapping[str, str], tty: bo
         elif key == "volumes":
             argv += [arg for src, m in value.items()
                      for arg in ("--volume", f"{src}:{m['bind']}:{m['mode']}")]
+        elif key in ("cap_drop", "security_opt"):
+            argv += [arg for v in value for arg in (f"--{key.replace('_', '-')}", v)]
+        elif key == "read_only":
+            argv += ["--read-only"] if value else []
+        elif key == "tmpfs":
+            argv += [arg for path, opts in value.items() for arg in ("--tmpfs", f"{path}:{opts}")]
         else:
             raise ValueError(f"docker_run_argv does not know create_kwargs key {key!r}")
     return [*argv, "--", kw["image"], *kw["command"]]

@@ -48,7 +48,7 @@ MEMORY_PHASES = {
 PROFILE_DIR = "/tmp"  # the gotest suite's profiles, copied out of the container
 PROFILES = ("cpu.pprof", "mem.pprof")
 PREP_TIMEOUT, FACTS_TIMEOUT, RUN_TIMEOUT = 3600, 600, 7200
-PROBES = ("runner", "sched", "memstats")  # probe/<name>, built into /gobuild/bin/<name>
+PROBES = ("runner", "sched", "memstats", "lockcheck")  # probe/<name>, built into /gobuild/bin/<name>
 MODDOWNLOAD_PROBES = ("modproxy", "netcheck")
 
 PREP = """set -eu
@@ -120,13 +120,17 @@ class Bench:
               env: dict | None = None, user: str | None = None, network: bool | str = False,
               timeout: float = RUN_TIMEOUT, working_dir: str = f"{MOUNT}/work") -> engine.Spec:
         o = self.opts
-        return engine.Spec(
+        spec = engine.Spec(
             image=target.ref, command=tuple(command), role=role, platform=target.platform,
             network=network, environment={**ENV, **(env or {})},
             limits=engine.Limits(cpus=o.cpus, memory=o.memory, cpuset=o.cpuset) if limits
             else engine.Limits(),
             volumes={target.volume: MOUNT}, user=user, working_dir=working_dir, timeout=timeout,
         )
+        # Measured runs (and the facts run, under the same limits) run other people's code:
+        # locked down, with /tmp (GOCACHE, GOTMPDIR, HOME) as their only scratch. The
+        # preparation (root, a network for a user's workload) is not measured.
+        return engine.locked_down(spec) if limits else spec
 
     def prepare(self, ref: str, index: int, label: str = "") -> Target:
         info = engine.image_info(self.client, ref)

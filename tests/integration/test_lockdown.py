@@ -1,0 +1,113 @@
+"""Locked-down measured runs, proven from inside: the lockcheck probe (built in the bench's
+preparation like the other probes) tries each forbidden thing in a container made by the
+bench's own spec, and a short compile comparison shows the lockdown costs no more than noise.
+
+The machine these run on is shared and loaded: the comparison is kept small (one GOMAXPROCS,
+a compile of two small std packages, 7 runs per arm, interleaved)."""
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from builder import engine
+from builder.bench import runner
+from builder.bench.options import BenchOptions
+from builder.bench.results import Config
+from builder.bench.stats import median_ci
+
+IMAGE = "gobuild/go:1.22.10-bookworm-amd64"  # root in the image: the lockdown must change that
+
+
+@pytest.fixture(scope="module")
+def prepared(docker_client, tmp_path_factory):
+    if engine.image_labels(docker_client, IMAGE) is None:
+        pytest.fail(f"{IMAGE} is not built: run 'gobuild images --go 1.22 --variant bookworm "
+                    "--platform linux/amd64'")
+    opts = BenchOptions(images=(IMAGE,), cpus=1.0, memory=1 << 30, cpuset=None,
+                        suites=("compile",), runs=7, warmup=0, gomaxprocs=(1,), workload=None,
+                        workload_modules=1, workload_packages=1, compile_target="workload",
+                        bench_package="./benchpkg", output=tmp_path_factory.mktemp("lockdown"),
+                        seed=1)
+    run_id = engine.new_run_id()
+    bench = runner.Bench(docker_client, opts, run_id, engine.arch(docker_client), log=lambda _: None)
+    try:
+        yield bench, bench.prepare(IMAGE, 0)
+    finally:
+        engine.remove_labelled(docker_client, run_id)
+        label = f"{engine.RUN_LABEL}={run_id}"
+        assert docker_client.containers.list(all=True, filters={"label": label}) == []
+        assert docker_client.volumes.list(filters={"label": label}) == []
+
+
+def lockcheck(docker_client, bench, spec: engine.Spec) -> tuple[dict, dict]:
+    """The probe's verdicts and the container's HostConfig as the engine reports it."""
+    with engine.Container(docker_client, spec, bench.run_id) as ctr:
+        done = ctr.run()
+        host = docker_client.api.inspect_container(ctr.id)["HostConfig"]
+        mounts = docker_client.api.inspect_container(ctr.id)["Mounts"]
+    line = runner._line(done.output, "GOBUILD-LOCKDOWN")
+    assert line is not None, done.output
+    return line, {**host, "Mounts": mounts}
+
+
+def test_a_measured_run_can_do_none_of_the_forbidden_things(docker_client, prepared):
+    bench, target = prepared
+    argv = [f"{runner.MOUNT}/bin/lockcheck", "-fork", "200"]
+    spec = bench.spec(target, argv, role="run")  # exactly what a measured run gets
+    spec = replace(spec, limits=replace(spec.limits, pids=64))  # a limit small enough to reach
+    seen, host = lockcheck(docker_client, bench, spec)
+    assert seen["uid"] == 65534 and seen["gid"] == 65534
+    assert seen["interfaces"] == ["lo"]
+    assert "network is unreachable" in seen["connect_error"]
+    assert "read-only file system" in seen["write_root_error"]
+    assert seen["write_tmp_error"] == ""  # the scratch tmpfs works
+    zero = "0000000000000000"
+    assert {seen["caps"][k] for k in ("CapPrm", "CapEff", "CapBnd", "CapAmb")} == {zero}
+    assert seen["caps"]["NoNewPrivs"] == "1"
+    assert "operation not permitted" in seen["chroot_error"]
+    assert "operation not permitted" in seen["setuid_error"]
+    assert "resource temporarily unavailable" in seen["fork_error"]
+    assert 0 < seen["fork_started"] < 64
+    # and the engine says the same from outside: nothing mounted but the bench volume
+    assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
+    assert "no-new-privileges:true" in host["SecurityOpt"] and host["PidsLimit"] == 64
+    assert host["NetworkMode"] == "none" and list(host["Tmpfs"]) == ["/tmp"]
+    assert [(m["Type"], m["Destination"]) for m in host["Mounts"]] == [("volume", runner.MOUNT)]
+
+
+def test_the_probe_sees_what_an_open_container_may_do(docker_client, prepared):
+    """The same probe in the preparation's (not locked-down) container: each check can fail."""
+    bench, target = prepared
+    spec = bench.spec(target, [f"{runner.MOUNT}/bin/lockcheck", "-fork", "20"], role="prepare",
+                      limits=False, user="0")
+    seen, _ = lockcheck(docker_client, bench, spec)
+    assert seen["uid"] == 0 and seen["write_root_error"] == "" and seen["chroot_error"] == ""
+    assert seen["caps"]["CapEff"] != "0000000000000000" and seen["caps"]["NoNewPrivs"] == "0"
+    assert seen["fork_started"] == 20
+
+
+def test_the_lockdown_does_not_move_the_compile_median_beyond_noise(docker_client, prepared,
+                                                                    monkeypatch):
+    bench, target = prepared
+    cfg = Config(suite="compile", name="GoBuildA/pkg=small", target=target, gomaxprocs=1,
+                 argv=("go", "build", "-a", "unicode/utf8", "math/bits"))
+    walls: dict[str, list[float]] = {"locked": [], "open": []}
+    for _ in range(7):  # interleaved, so that a change of the host's load hits both arms
+        for arm in walls:
+            with monkeypatch.context() as patch:
+                if arm == "open":  # the bench's spec without the lockdown
+                    patch.setattr(engine, "locked_down", lambda spec, **_: spec)
+                sample, _ = bench.sample(cfg)
+            assert not sample.failed, sample.error
+            walls[arm].append(sample.values["wall_ns"] / 1e9)
+    ci = {arm: median_ci(sorted(xs)) for arm, xs in walls.items()}
+    med = {arm: statistics.median(xs) for arm, xs in walls.items()}
+    report = json.dumps({"median_s": med, "ci95_s": ci})
+    Path(bench.opts.output, "lockdown-noise.json").write_text(report)
+    print(report)
+    # the medians' 95% intervals overlap: no difference this sample can tell from noise
+    assert ci["locked"][0] <= ci["open"][1] and ci["open"][0] <= ci["locked"][1], report
