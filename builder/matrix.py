@@ -44,12 +44,12 @@ VariantKind = Literal["debian", "slim"]
 VARIANT_KINDS: tuple[str, ...] = ("debian", "slim")
 
 # Values that reach a Dockerfile are checked against these before anything is rendered.
-GO_VERSION_RE = re.compile(r"^1\.(0|[1-9][0-9]{0,3})(\.(0|[1-9][0-9]{0,3}))?$")  # 4 digits: no 300-char tags
-NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,30}$")
-DEB_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]{1,80}$")
+GO_VERSION_RE = re.compile(r"^1\.(0|[1-9][0-9]{0,3})(\.(0|[1-9][0-9]{0,3}))?\Z")  # 4 digits: no 300-char tags
+NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,30}\Z")
+DEB_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]{1,80}\Z")
 IMAGE_REF_RE = re.compile(
     r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
-    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?\Z"
 )
 
 TOP_KEYS = ("go", "platforms", "variants")
