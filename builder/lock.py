@@ -17,11 +17,11 @@ from .matrix import GO_VERSION_RE, GOARCHES, Cell
 
 SCHEMA = 1
 Format = Literal["tar.gz", "wheel"]
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-FILENAME_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,200}$")
-URL_RE = re.compile(r"^https?://[^\s\"'\\]+$")  # never file://: a lock must not read the host's files
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
+FILENAME_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,200}\Z")
+URL_RE = re.compile(r"^https?://[^\s\"'\\]+\Z")  # never file://: a lock must not read the host's files
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 
 
 @dataclass(frozen=True, kw_only=True)

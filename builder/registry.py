@@ -18,11 +18,11 @@ from .errors import ConfigError, EngineError, RegistryError
 from .lock import Lock
 from .matrix import Cell, Variant
 
-REGISTRY_RE = re.compile(r"^[a-z0-9]+([.-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+REGISTRY_RE = re.compile(r"^[a-z0-9]+([.-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*\Z")
 IMAGE_NAME = "go"
-DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 # OCI annotation keys are reverse-domain names (org.opencontainers.image.source).
-ANNOTATION_KEY_RE = re.compile(r"^[A-Za-z0-9]+([._-][A-Za-z0-9]+)*$")
+ANNOTATION_KEY_RE = re.compile(r"^[A-Za-z0-9]+([._-][A-Za-z0-9]+)*\Z")
 # Only an OCI image index holds annotations, and imagetools makes one only from OCI sources.
 OCI_MEDIA_TYPES = frozenset({"application/vnd.oci.image.manifest.v1+json",
                              "application/vnd.oci.image.index.v1+json"})

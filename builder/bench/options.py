@@ -8,15 +8,15 @@ from pathlib import Path
 
 from ..errors import ConfigError
 
-_MEMORY = re.compile(r"^(?P<n>\d+(\.\d+)?)(?P<unit>[bkmg]?)$", re.IGNORECASE)
+_MEMORY = re.compile(r"^(?P<n>\d+(\.\d+)?)(?P<unit>[bkmg]?)\Z", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
 MIN_MEMORY = 6 * 2**20  # the engine refuses less
 MAX_MEMORY = 2**62  # the kernel's "no limit" is near 2**63: anything this large is a typo
 # A plain decimal, as people write a CPU count: "1e9", "nan" and "inf" parse as floats but
 # are not CPU counts; more than MAX_CPUS is a typo whatever the engine has.
-_CPUS = re.compile(r"^\d+(\.\d+)?$")
+_CPUS = re.compile(r"^\d+(\.\d+)?\Z")
 MAX_CPUS = 1024
-_CPUSET = re.compile(r"^\d{1,4}(-\d{1,4})?(,\d{1,4}(-\d{1,4})?)*$")
+_CPUSET = re.compile(r"^\d{1,4}(-\d{1,4})?(,\d{1,4}(-\d{1,4})?)*\Z")
 
 
 def parse_cpus(text: str) -> float:
@@ -158,7 +158,7 @@ def workload_shape(size: str | None, modules: int | None, packages: int | None) 
     return modules or base_modules, packages or base_packages
 
 
-_DURATION = re.compile(r"^(?P<n>\d+(\.\d+)?)(?P<unit>[smhd]?)$")
+_DURATION = re.compile(r"^(?P<n>\d+(\.\d+)?)(?P<unit>[smhd]?)\Z")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
