@@ -21,12 +21,18 @@ from .bench.results import DEFAULT_SUITES, SUITES
 from .bench.run import bench, default_output
 from .bench.run import cleanup as cleanup_stale
 from .bench.workload import SIZES
-from .errors import BenchError, ConfigError
-from .inputs import Inputs, inputs_options, json_option
+from .errors import BenchError, ConfigError, Partial
+from .inputs import Inputs, hosts_options, inputs_options, json_option
 
 
 @click.group("bench", invoke_without_command=True)
 @inputs_options
+@hosts_options
+@click.option("--all-hosts", is_flag=True,
+              help="With --host: run every image on every host, also where its architecture "
+                   "is not the host's (emulated, and marked so) [default: only natively].")
+@click.option("--registry", metavar="HOST:PORT",
+              help="With --host: pull an image missing on a host from this registry (HOST:PORT/IMAGE).")
 @click.option("--image", "images", multiple=True, metavar="TAG",
               help="Image(s) to bench instead of matrix cells; repeatable. An image named twice "
                    "is benched as two configurations, TAG#1 and TAG#2, interleaved (an A/A check).")
@@ -74,7 +80,7 @@ from .inputs import Inputs, inputs_options, json_option
                    "owns it (runs on other hosts, which this machine cannot see).")
 @json_option
 @click.pass_context
-def bench_cmd(ctx: click.Context, inputs: Inputs, images, cpus, memory, cpuset, suites, runs, warmup, gomaxprocs,
+def bench_cmd(ctx: click.Context, inputs: Inputs, hosts, all_hosts, registry, images, cpus, memory, cpuset, suites, runs, warmup, gomaxprocs,
               workload, workload_size, modules, packages, compile_target, bench_package, output, seed,
               wait_quiet, quiet_load, quiet, cleanup, older_than, as_json) -> None:
     """Measure the Go toolchain in containers under cgroup CPU and memory limits.
@@ -106,6 +112,14 @@ def bench_cmd(ctx: click.Context, inputs: Inputs, images, cpus, memory, cpuset, 
       gobuild bench --image gobuild/go:1.27.3-slim-amd64 --image gobuild/go:1.27.3-slim-amd64  # A/A
       gobuild bench --cleanup                  # what crashed gobuild runs left behind
       gobuild bench --cleanup --older-than 1d  # also what other hosts' runs left
+      gobuild bench --host local --host pi5=ssh://pi@pi5.local --suite compile  # a fleet
+      gobuild bench --host pi5=ssh://pi@pi5.local --cleanup   # what a lost run left on pi5
+
+    With --host (or the hosts: of gobuild.yaml), each host benches the images of its own
+    architecture, hosts in parallel and one measured run at a time on each; results.json,
+    bench.txt (a host: line per block) and report.md merge them, and each host's own results
+    are in OUTPUT/hosts/LABEL/. A host that does not answer, or is lost mid-run, is reported
+    and its runs marked failed; the others finish; the exit code is then 10 (partial).
     """
     if ctx.invoked_subcommand:  # `gobuild bench compare ...`: the subcommand does the work
         return
@@ -119,6 +133,15 @@ def bench_cmd(ctx: click.Context, inputs: Inputs, images, cpus, memory, cpuset, 
         raise ConfigError("--quiet-load only goes with --wait-quiet: gobuild bench --wait-quiet 120 --quiet-load 1")
     if age is not None and not cleanup:
         raise ConfigError("--older-than only goes with --cleanup: gobuild bench --cleanup --older-than 2d")
+    if all_hosts and not hosts:
+        raise ConfigError("--all-hosts goes with --host: gobuild bench --host local --host pi5=ssh://pi@pi5 --all-hosts")
+    if cleanup and hosts:
+        from .fleet import cleanup as fleet_cleanup
+
+        removed = fleet_cleanup(hosts, age)
+        click.echo("\n".join([*removed, f"{sum(' removed ' in r for r in removed)} containers, volumes "
+                                         "and networks left behind by gobuild runs removed"]))
+        return
     if cleanup:
         removed = cleanup_stale(age)
         summary = (f"{sum(r.startswith('removed') for r in removed)} containers, volumes and networks "
@@ -134,6 +157,23 @@ def bench_cmd(ctx: click.Context, inputs: Inputs, images, cpus, memory, cpuset, 
         bench_package=bench_package or ("." if workload else "./benchpkg"),
         output=output or default_output(), seed=seed, wait_quiet=wait_quiet, quiet_load=quiet_load,
     )
+    if hosts:
+        from .fleet import bench as fleet_bench
+
+        fleet = fleet_bench(inputs, opts, hosts, all_hosts=all_hosts, registry=registry, quiet=quiet)
+        data = fleet.results.to_json()
+        click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else summary_text(data))
+        if not quiet:
+            click.echo(f"bench: wrote {opts.output}/results.json, bench.txt, report.md "
+                       f"(each host's own in {opts.output}/hosts/)", err=True)
+        if fleet.partial:
+            raise Partial("partial results: " + "; ".join(
+                f"host {o.host.label} {o.status}: {o.error}" for o in fleet.outcomes if o.partial)
+                + f"; the other hosts' results are in {opts.output}")
+        if fleet.results.failed_runs:
+            raise BenchError(f"{fleet.results.failed_runs} measured run(s) failed; the other results "
+                             f"are in {opts.output}")
+        return
     results = bench(inputs, opts, log=Progress.for_stderr(quiet))
     data = results.to_json()
     click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else summary_text(data))

@@ -70,6 +70,13 @@ class RegressionFound(GobuildError):
     exit_code = 9
 
 
+class Partial(GobuildError):
+    """A fleet run finished without some of its hosts (unreachable at the start, lost in the
+    middle, or unable to run the bench); what the others measured is written."""
+
+    exit_code = 10
+
+
 class UnexpectedError(GobuildError):
     """A bug or an unforeseen failure (not one of the above); --debug shows the traceback.
 

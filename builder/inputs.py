@@ -204,3 +204,28 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 
 def emit(data, as_json: bool, text: str) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else text)
+
+
+def hosts_options(func):
+    """--host (repeatable) and --config: the Docker hosts of a fleet (builder/hosts.py). Goes
+    below @inputs_options (it reads the matrix's folder for gobuild.yaml); passes hosts=()
+    when none is named, which means the one engine gobuild always used."""
+
+    @click.option("--host", "host_specs", multiple=True, metavar="HOST",
+                  help="A Docker host to use, repeatable: local, unix://PATH, tcp://ADDR:PORT "
+                       "(tls=DIR for TLS), ssh://USER@HOST, or a Docker context name; LABEL=ENDPOINT "
+                       "names it; label=L,url=U,platforms=P+P declares what it builds natively. "
+                       "[default: the hosts: of gobuild.yaml beside the matrix, else the local engine]")
+    @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                  help="gobuild.yaml whose hosts: section names the hosts [default: gobuild.yaml "
+                       "beside the matrix, when there is one].")
+    @functools.wraps(func)
+    def wrapper(host_specs, config_path, **kw):
+        from .hosts import resolve
+
+        inputs = kw.get("inputs")
+        beside = inputs.matrix_path.parent if inputs is not None else None
+        kw["hosts"] = resolve(host_specs, config_path, beside)
+        return func(**kw)
+
+    return wrapper

@@ -16,18 +16,50 @@ import yaml
 
 from .errors import ConfigError
 
-PLATFORMS: tuple[str, ...] = ("linux/amd64", "linux/arm64")
+# linux/arm/v7 and linux/arm/v6 are the 32-bit Raspberry Pis (v6: Pi Zero and Pi 1).
+PLATFORMS: tuple[str, ...] = ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6")
 
-# The one table of architecture names. Go calls them GOARCH (amd64, arm64: the second half of a
-# platform); the kernel's `uname -m`, Docker's `info()["Architecture"]` and manylinux wheel tags
-# call the same machines x86_64 and aarch64.
-MACHINE_BY_GOARCH: dict[str, str] = {"amd64": "x86_64", "arm64": "aarch64"}
+# The one table of architecture names. Go calls them GOARCH (amd64, arm64, arm: the second part
+# of a platform); the kernel's `uname -m`, Docker's `info()["Architecture"]` and manylinux wheel
+# tags call the same machines x86_64, aarch64 and armv7l.
+MACHINE_BY_GOARCH: dict[str, str] = {"amd64": "x86_64", "arm64": "aarch64", "arm": "armv7l"}
 GOARCHES: tuple[str, ...] = tuple(MACHINE_BY_GOARCH)
 # Machine name -> GOARCH; a GOARCH maps to itself (macOS and some engines report "arm64").
 GOARCH_BY_MACHINE: dict[str, str] = {
     **{machine: arch for arch, machine in MACHINE_BY_GOARCH.items()},
     **{arch: arch for arch in MACHINE_BY_GOARCH},
+    "armv6l": "arm", "armv8l": "arm",
 }
+# GOARM of the 32-bit ARM platforms: what the image's go.env sets, so that `go build` there
+# makes binaries for that board (the official image once shipped the wrong default).
+GOARM_BY_PLATFORM: dict[str, int] = {"linux/arm/v7": 7, "linux/arm/v6": 6}
+# The Debian architecture whose packages a platform's userland comes from. armhf is ARMv7
+# hard-float; Debian has no ARMv6 hard-float port, and armel (ARMv5T soft-float) runs on ARMv6
+# boards, so v6 takes only a static busybox from armel (slim) and has no Debian variant.
+DEBIAN_ARCH: dict[str, str] = {"linux/amd64": "amd64", "linux/arm64": "arm64",
+                               "linux/arm/v7": "armhf", "linux/arm/v6": "armel"}
+DEBIAN_VARIANT_PLATFORMS: tuple[str, ...] = ("linux/amd64", "linux/arm64", "linux/arm/v7")
+
+
+def platform_arch(platform: str) -> str:
+    """The GOARCH of a platform: "linux/arm/v7" -> "arm"."""
+    return platform.split("/")[1]
+
+
+def platform_tag(platform: str) -> str:
+    """The platform without its OS, as image tags and file names show it: "arm64", "arm-v7"."""
+    return platform.split("/", 1)[1].replace("/", "-")
+
+
+def platform_variant(platform: str) -> str | None:
+    """The CPU variant of a platform ("v7" of "linux/arm/v7"), as image configs record it."""
+    parts = platform.split("/")
+    return parts[2] if len(parts) > 2 else None
+
+
+def debian_arch(platform: str) -> str:
+    """The Debian architecture of a platform's packages: "linux/arm/v7" -> "armhf"."""
+    return DEBIAN_ARCH[platform]
 
 
 def goarch(machine: str) -> str:
@@ -88,7 +120,18 @@ class Cell:
 
     @property
     def arch(self) -> str:
-        return self.platform.split("/")[1]
+        """GOARCH: "arm" for both 32-bit ARM platforms (the lock's key: one toolchain serves
+        both; the image's go.env sets its GOARM)."""
+        return platform_arch(self.platform)
+
+    @property
+    def arch_tag(self) -> str:
+        """The platform in image tags: "arm64", "arm-v7" (v7 and v6 images are different)."""
+        return platform_tag(self.platform)
+
+    @property
+    def goarm(self) -> int | None:
+        return GOARM_BY_PLATFORM.get(self.platform)
 
     @property
     def id(self) -> str:
@@ -112,6 +155,7 @@ class Matrix:
             for g in self.go
             for v in self.variants
             for p in self.platforms
+            if v.kind == "slim" or p in DEBIAN_VARIANT_PLATFORMS
         )
 
 
@@ -261,6 +305,10 @@ def select(matrix: Matrix, selection: Selection) -> tuple[Cell, ...]:
         parse_platform(p)
         if p not in matrix.platforms:
             raise ConfigError(f"platform {p!r} is not in {matrix.path}: add it under 'platforms'")
+        kinds = {v.kind for v in matrix.variants if not selection.variants or v.name in selection.variants}
+        if p not in DEBIAN_VARIANT_PLATFORMS and kinds == {"debian"}:
+            raise ConfigError(f"platform {p} has slim variants only (Debian has no ARMv6 "
+                              "hard-float port): select a slim --variant")
     newest = max(matrix.go, key=lambda v: tuple(int(x) for x in v.split(".")))
     patterns = tuple(newest if p == "latest" else p for p in selection.go)
     for pattern in patterns:

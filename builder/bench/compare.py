@@ -24,8 +24,8 @@ from .loaded import Record, Run, go_unit, higher_is_better, load, unit_of
 ALPHA = 0.05
 MIN_SAMPLES = 4  # the smallest n a side at which a U test can reach p <= 0.05 (p >= 0.029)
 EXACT_LIMIT, TIES_EXACT_LIMIT = 50, 9  # benchstat's (go-moremath's) limits
-Column = Literal["image", "go", "platform"]
-COLUMNS: tuple[Column, ...] = ("image", "go", "platform")
+Column = Literal["image", "go", "platform", "host"]
+COLUMNS: tuple[Column, ...] = ("image", "go", "platform", "host")  # host: a fleet's (--host)
 Format = Literal["text", "markdown", "json", "csv"]
 DRIFT_NOTE = (
     "separate invocations drift: host state moves between runs (in this project's own fixture "
@@ -204,7 +204,8 @@ def column_value(run: Run, config: str, col: Column) -> str:
     """A configuration's value of col; "image" is the configuration label (IMAGE#2 when the
     run benched one image twice)."""
     t = run.target(config)
-    return {"image": t.config, "go": f"go{t.go_version}", "platform": t.platform}[col]
+    return {"image": t.config, "go": f"go{t.go_version}", "platform": t.platform,
+            "host": t.host or "local"}[col]
 
 
 def _name_without(run: Run, config: str, col: Column) -> str:
@@ -213,6 +214,8 @@ def _name_without(run: Run, config: str, col: Column) -> str:
     if col == "image":
         return ""
     t = run.target(config)
+    if col == "host":  # IMAGE@LABEL: the same image on every host
+        return config.replace(f"@{t.host}", "@*", 1) if t.host else config
     arch = t.platform.split("/", 1)[-1]
     parts = [t.go_version] if col == "go" else [arch.replace("/", ""), arch.replace("/", "-"), arch]
     return next((config.replace(p, "*", 1) for p in parts if p and p in config), "")
@@ -231,7 +234,8 @@ def compare_columns(run: Run, col: Column) -> Comparison:
             f"{run.path}: the run {what}, nothing to compare with --col {col}: "
             f"bench several in one run (gobuild bench --image A --image B) or compare two runs: "
             "gobuild bench compare OLD NEW")
-    rest = [c for c in COLUMNS if c != col and c != "image"] if col != "image" else []
+    fleet = any(t.host for t in run.targets)  # the host is an attribute only of a fleet's run
+    rest = [c for c in COLUMNS if c not in (col, "image") and (c != "host" or fleet)] if col != "image" else []
     # a configuration's slot: every attribute but the column's (the other columns and the image
     # name without the column's part), so bookworm and slim of one Go and platform stay apart
     slot_of = {t.config: (" ".join(column_value(run, t.config, c) for c in rest),
@@ -301,11 +305,32 @@ def run_warnings(old: Run, new: Run, old_name: str, new_name: str) -> list[str]:
         sides = [f"{name}: {', '.join(e)}" for name, e in ((old_name, emu_o), (new_name, emu_n)) if e]
         warns.append(f"emulated (qemu) images ({'; '.join(sides)}): their times say nothing about "
                      "the hardware, and an emulated side against a native one measures qemu")
+    warns += fleet_warnings(old, new, old_name, new_name)
     for name, run in ((old_name, old), (new_name, new)):
         if run.status != "complete":
             warns.append(f"{name} is {run.status} after {run.rounds_done} measured round(s)")
     if old.run_id != new.run_id:
         warns.append(DRIFT_NOTE)
+    return warns
+
+
+def fleet_warnings(old: Run, new: Run, old_name: str, new_name: str) -> list[str]:
+    """Fleet runs: hosts that only one side has, and a host (by label) that changed."""
+    if not old.hosts and not new.hosts:
+        return []
+    by_o = {h.get("label"): h for h in old.hosts} or {"local": {}}
+    by_n = {h.get("label"): h for h in new.hosts} or {"local": {}}
+    warns = [f"host {label} only in {name}" for label, name, other in
+             [*((lb, old_name, by_n) for lb in by_o), *((lb, new_name, by_o) for lb in by_n)]
+             if label not in other]
+    for label in by_o.keys() & by_n.keys():
+        if diff := _differences(dict(by_o[label]), dict(by_n[label]),
+                                ("endpoint", "arch", "cpu_model", "cpus", "engine_version")):
+            warns.append(f"host {label} differs between the runs ({'; '.join(diff)})")
+    for name, run in ((old_name, old), (new_name, new)):
+        for h in run.hosts:
+            if h.get("status") != "complete":
+                warns.append(f"{name}: host {h.get('label')} {h.get('status')}: {h.get('error')}")
     return warns
 
 

@@ -56,6 +56,7 @@ class Target:
     platform: str
     go_version: str
     emulated: bool
+    host: str = ""  # a fleet host's label ("" for one engine)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,6 +100,11 @@ class Run:
 
     def target(self, config: str) -> Target:
         return next(t for t in self.targets if t.config == config)
+
+    @property
+    def hosts(self) -> tuple[Mapping[str, Any], ...]:
+        """A fleet run's hosts (results.json's `hosts`); () for one engine."""
+        return tuple(self.raw.get("hosts") or ())
 
     @property
     def host_label(self) -> str | None:
@@ -180,7 +186,8 @@ def _gotest_records(rec: dict) -> list[Record]:
 def _run(data: dict, file: Path) -> Run:
     targets = tuple(Target(config=t.get("config") or t["image"], image=t["image"],
                            platform=t["platform"], go_version=str(t["go_version"]),
-                           emulated=bool(t["emulated"])) for t in data["targets"])
+                           emulated=bool(t["emulated"]), host=str(t.get("host") or ""))
+                    for t in data["targets"])
     records = tuple(_record(r) for recs in data["suites"].values() for r in recs)
     records += tuple(g for r in data["suites"].get("gotest", ()) for g in _gotest_records(r))
     return Run(

@@ -20,11 +20,16 @@ def bench_txt(results: Results) -> str:
     lines = []
     units = sorted({u for ms in METRICS.values() for _, u in ms if u != "ns/op"})
     requested = results.limits["requested"]
-    labelled = any(t.label != t.ref for t in results.targets)
+    # a fleet's configurations are IMAGE@HOST: the host: line keeps them apart already
+    labelled = any(t.label not in (t.ref, f"{t.ref}@{t.host}") for t in results.targets)
+    cpu_of = {h.get("label"): h.get("cpu_model") for h in results.hosts}
     for t in results.targets:
+        cpu = cpu_of.get(t.host) if t.host else results.host.get("cpu_model")
         lines += [
-            "goos: linux", f"goarch: {t.arch}", f"cpu: {results.host.get('cpu_model') or 'unknown'}",
+            "goos: linux", f"goarch: {t.arch}", f"cpu: {cpu or 'unknown'}",
             f"toolchain: go{t.go_version}", f"image: {t.ref}",
+            # a fleet's host, so that benchstat -col host puts the hosts side by side
+            *([f"host: {t.host}"] if t.host else []),
             # one image benched as several configurations (REF#1, REF#2): benchstat keeps them
             # apart only if a configuration line differs, and a line holds until it is set again
             *([f"config: {t.label}"] if labelled else []),

@@ -84,6 +84,8 @@ def _facts(run: Run) -> list[str]:
     status = ("" if run.status == "complete" else
               f" (**{run.status}** after {run.rounds_done} measured round(s): "
               f"{raw.get('error') or 'partial results'})")
+    if run.hosts:
+        return [f"- started {run.started}, finished {run.finished}{status}", *_hosts_facts(run), ""]
     return [
         f"- started {run.started}, finished {run.finished}{status}",
         (f"- engine {host.get('engine_version')} ({host.get('engine_arch')}), kernel "
@@ -97,6 +99,25 @@ def _facts(run: Run) -> list[str]:
         (f"- {run.options.get('runs')} measured runs after {run.options.get('warmup')} warm-up, "
          "configurations interleaved and shuffled each round"),
         "",
+    ]
+
+
+def _hosts_facts(run: Run) -> list[str]:
+    """A fleet run: one row per host (its own results folder has the full facts)."""
+    lim = run.limits
+    req = lim.get("requested") or {}
+    rows = [[h.get("label"), h.get("endpoint"), h.get("engine") or "-", h.get("arch") or "-",
+             h.get("cpu_model") or "-", h.get("cpus") or "-", h.get("cgroup_version") or "-",
+             h.get("status"), h.get("failed_runs", 0), h.get("results") or "-", h.get("error") or ""]
+            for h in run.hosts]
+    return [
+        (f"- requested {req.get('cpus', 0):g} CPUs, "
+         f"{format_memory(req['memory']) if req.get('memory') else '?'}, no swap, on every host; "
+         f"{run.options.get('runs')} measured runs after {run.options.get('warmup')} warm-up on each, "
+         "hosts in parallel, one run at a time per host"),
+        "", "### Hosts", "",
+        *_table(["host", "endpoint", "engine", "arch", "CPU", "CPUs", "cgroup", "status", "failed runs",
+                 "results", "error"], rows),
     ]
 
 
@@ -232,12 +253,12 @@ class Cell:
 def _cells(runs: Sequence[Run]) -> list[Cell]:
     """Every record of every run placed at (Go version, platform [@ host]); rows become the
     image's tag without its architecture when two images would share a cell (two variants)."""
-    hosts = any(r.host_label for r in runs)
+    hosts = any(r.host_label or r.hosts for r in runs)
     placed = []
     for run in runs:
         for rec in run.records:
             t = run.target(rec.config)
-            column = t.platform + (f" @ {run.host_label or 'local'}" if hosts else "")
+            column = t.platform + (f" @ {t.host or run.host_label or 'local'}" if hosts else "")
             placed.append((run, rec, t, column))
     images_at: dict[tuple[str, str], set[str]] = {}
     runs_at: dict[tuple[str, str], set[str]] = {}

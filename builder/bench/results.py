@@ -25,6 +25,10 @@ Additions to v1 (additive: a reader of the first v1 documents reads these unchan
 - `options.workload_size`, `options.configs`, `options.wait_quiet`, `options.quiet_load`.
 - `prepare_s` in each target: the wall time of its preparation (workload, module cache, probes;
   not CPU-limited).
+- fleets (`--host`, builder/fleet.py): `host` in each target and record (the host's label; its
+  `config` is then `IMAGE@LABEL`), a top-level `hosts` list (label, endpoint as given, engine,
+  architecture, CPU model, status, error, its own results folder), and status `partial` when a
+  host was unreachable, lost or skipped.
 """
 from __future__ import annotations
 
@@ -42,7 +46,7 @@ SUITES: tuple[Suite, ...] = ("compile", "memory", "sched", "tooling", "memstats"
 # what runs without --suite: moddownload is opt-in (it needs a module with dependencies, a
 # network of its own and a costlier preparation)
 DEFAULT_SUITES: tuple[Suite, ...] = tuple(s for s in SUITES if s != "moddownload")
-Status = Literal["running", "complete", "interrupted", "failed"]
+Status = Literal["running", "complete", "interrupted", "failed", "partial"]
 
 # metric in a sample -> Go benchmark unit, per suite (all better lower). peak-RSS-bytes is a
 # process's resident peak, as Go's own tools mean it; the cgroup's figures (page cache
@@ -96,6 +100,7 @@ class Target:
     volume: str
     config: str = ""  # the configuration label [default: ref]; REF#N for a repeated image
     prepare_s: float | None = None  # wall time of its preparation (not CPU-limited)
+    host: str = ""  # the fleet host's label ("" when gobuild used one engine)
 
     @property
     def label(self) -> str:
@@ -104,7 +109,8 @@ class Target:
     def to_json(self) -> dict:
         return {"image": self.ref, "config": self.label, "image_id": self.image_id,
                 "digest": self.digest, "platform": self.platform, "go_version": self.go_version,
-                "emulated": self.emulated, "prepare_s": self.prepare_s}
+                "emulated": self.emulated, "prepare_s": self.prepare_s,
+                **({"host": self.host} if self.host else {})}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,6 +182,7 @@ class Record:
         out = {
             "suite": cfg.suite, "name": cfg.name, "image": cfg.target.ref,
             "config": cfg.target.label, "gomaxprocs": cfg.gomaxprocs, "argv": list(cfg.argv), "emulated": cfg.target.emulated,
+            **({"host": cfg.target.host} if cfg.target.host else {}),
             "samples": [s.to_json() for s in self.samples],
             "failed": [s.to_json() for s in self.failed],
             "summary": {m: (s.as_json() if (s := self.summary(m)) else None)
@@ -233,6 +240,7 @@ class Results:
     profiles: tuple[str, ...] = ()  # paths under profiles/
     error: str | None = None
     network: Mapping[str, Any] = field(default_factory=dict)  # the moddownload suite's network
+    hosts: tuple[Mapping[str, Any], ...] = ()  # a fleet's hosts (builder/fleet.py)
 
     @property
     def oom(self) -> bool:
@@ -261,5 +269,7 @@ class Results:
             out["error"] = self.error
         if self.network:
             out["network"] = dict(self.network)
+        if self.hosts:
+            out["hosts"] = [dict(h) for h in self.hosts]
         return out
 

@@ -211,11 +211,19 @@ def load_reader(engine_client: docker.DockerClient, bench: Bench, target: Target
     return remote
 
 
+Sink = Callable[[Results, dict[str, bytes]], None]
+
+
 def run_bench(engine_client: docker.DockerClient, opts: BenchOptions, run_id: str,
-              log: Progress | Callable[[str], None] | None = None) -> Results:
+              log: Progress | Callable[[str], None] | None = None, *,
+              host_info: dict | None = None, sink: Sink | None = None) -> Results:
     """Run the bench; results (results.json, bench.txt, report.md, profiles/) are written into
     opts.output after every measured round and at the end, whatever ends the run: an error or
-    Ctrl-C after the first measured round leaves what was measured, marked with its status."""
+    Ctrl-C after the first measured round leaves what was measured, marked with its status.
+
+    For a fleet (builder/fleet.py): host_info (label, endpoint) goes into results.json's host,
+    and sink gets the results and profiles each time they are written, so that a host lost
+    mid-run still hands over what it measured."""
     facts_engine = engine.facts(engine_client)
     requested = {"cpus": opts.cpus, "memory": opts.memory, "cpuset": opts.cpuset, "swap": 0}
     started = _now()
@@ -235,7 +243,7 @@ def run_bench(engine_client: docker.DockerClient, opts: BenchOptions, run_id: st
         "cgroup_version": inside.get("cgroup_version"), "kernel": inside.get("kernel"),
         "cpu_model": inside.get("cpu_model"), "governor": inside.get("governor") or None,
         "loadavg_start": inside.get("loadavg"), "cpus_online": inside.get("nproc_online"),
-        "quiet_wait": None, "load_at_round_start": [],
+        "quiet_wait": None, "load_at_round_start": [], **(host_info or {}),
     }
     cfgs = configs(opts, targets)
     extra_warnings = [output.MEMINFO_NOTE] if "memstats" in opts.suites else []
@@ -257,6 +265,8 @@ def run_bench(engine_client: docker.DockerClient, opts: BenchOptions, run_id: st
                                          + extra_warnings),
                           profiles=tuple(sorted(profiles)))
         output.write_all(opts.output, results, profiles)
+        if sink is not None:
+            sink(results, dict(profiles))
 
     status, error = "failed", None
     try:
@@ -288,6 +298,8 @@ def run_bench(engine_client: docker.DockerClient, opts: BenchOptions, run_id: st
     finally:
         if results.rounds_done:  # only what was measured is worth keeping
             results = replace(results, status=status, finished=_now(), error=error)
+            if sink is not None:
+                sink(results, dict(profiles))
             try:
                 output.write_all(opts.output, results, profiles)
             except OSError as exc:

@@ -1,0 +1,381 @@
+"""`gobuild bench --host ...`: one bench on several Docker hosts at once, merged into one result.
+
+Each host runs the ordinary bench (builder/bench/run.py) in a thread of its own, so hosts run
+in parallel while one host still runs strictly one measured run at a time. Each writes its own
+results folder (OUTPUT/hosts/LABEL/); the merge puts every host's targets and records into one
+results.json with the host as a dimension (configurations IMAGE@LABEL, a `hosts` list), one
+bench.txt with a `host:` line per block (benchstat -col host), and one report.
+
+Faults: a host that does not answer at the start is reported and skipped; a host lost in the
+middle (an engine call fails) keeps what it measured and its remaining runs are recorded as
+failed with the reason; the other hosts finish. Either makes the run `partial` (its own exit
+code). A lost host's containers cannot be removed while it is gone: they carry the run label,
+and `gobuild bench --cleanup --host H` removes them once it is back.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import click
+import docker
+import docker.errors
+
+from . import __version__, engine
+from . import hosts as hostmod
+from .bench import output
+from .bench.options import BenchOptions
+from .bench.progress import Progress
+from .bench.results import Results, Sample, folder_name
+from .bench.run import check_output, run_bench
+from .errors import ConfigError
+from .hosts import Host, Reached
+from .inputs import Inputs
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostOutcome:
+    """What became of one host: its results (None when nothing was measured), and its status:
+    complete, failed (some runs failed), lost (it stopped answering), unreachable, skipped."""
+
+    host: Host
+    status: str
+    error: str | None = None
+    facts: engine.EngineFacts | None = None
+    images: tuple[str, ...] = ()
+    results: Results | None = None
+    profiles: dict | None = None
+
+    @property
+    def partial(self) -> bool:
+        return self.status in ("lost", "unreachable", "skipped")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FleetResults:
+    results: Results
+    outcomes: tuple[HostOutcome, ...]
+
+    @property
+    def partial(self) -> bool:
+        return any(o.partial for o in self.outcomes)
+
+
+def host_images(reached: Reached, inputs: Inputs, images: tuple[str, ...], all_hosts: bool,
+                registry: str | None, log: Callable[[str], None]) -> tuple[tuple[str, ...], list[str]]:
+    """The images one host benches: those named (or the selected cells'), kept where their
+    architecture is the host's own (all with all_hosts: emulated, and marked so); an image
+    missing on the host is pulled from registry/IMAGE. Returns the images and why others
+    were left out."""
+    engine_client, arch = reached.client, reached.facts.arch
+    skipped: list[str] = []
+    if images:
+        refs = images
+    else:
+        sel_inputs = inputs
+        if inputs.selection.platforms and not all_hosts:  # the host's own platform of the selection
+            sel_inputs = replace(inputs, selection=replace(
+                inputs.selection, platforms=tuple(p for p in inputs.selection.platforms
+                                                  if p.split("/")[1] == arch)))
+            if not sel_inputs.selection.platforms:
+                return (), [f"no selected platform is linux/{arch}"]
+        try:
+            refs = choose_images_unchecked(engine_client, sel_inputs)
+        except ConfigError as exc:
+            return (), [exc.message]
+    kept = []
+    for ref in refs:
+        labels = engine.image_labels(engine_client, ref)
+        if labels is None and registry:
+            remote = f"{registry.rstrip('/')}/{ref}"
+            log(f"pulling {remote} (not on the host)")
+            try:
+                engine_client.images.pull(remote)
+                engine_client.images.get(remote).tag(ref)
+                labels = engine.image_labels(engine_client, ref)
+            except docker.errors.APIError as exc:
+                skipped.append(f"{ref}: not on the host and not pulled from {registry} ({exc.explanation})")
+                continue
+        if labels is None:
+            skipped.append(f"{ref}: not on the host: load it there, or pass --registry to pull it")
+            continue
+        image_arch = engine.image_info(engine_client, ref).get("Architecture", "")
+        if image_arch != arch and not all_hosts:
+            skipped.append(f"{ref}: linux/{image_arch}, not the host's linux/{arch} (--all-hosts runs it emulated)")
+            continue
+        kept.append(ref)
+    return tuple(kept), skipped
+
+
+def choose_images_unchecked(engine_client: docker.DockerClient, inputs: Inputs) -> tuple[str, ...]:
+    """The selected cells' images for this engine, without refusing the missing ones (the
+    fleet pulls or skips them per host)."""
+    from .build import image_tag
+    from .matrix import Selection, select
+
+    sel = inputs.selection
+    if sel == Selection():
+        sel = Selection(go=("latest",), platforms=(f"linux/{engine.arch(engine_client)}",),
+                        variants=("slim",))
+    elif not sel.platforms:
+        sel = replace(sel, platforms=(f"linux/{engine.arch(engine_client)}",))
+    lock = inputs.lock()
+    return tuple(image_tag(lock.release(cell), cell) for cell in select(inputs.matrix(), sel))
+
+
+def remaining_failed(results: Results, runs: int, why: str) -> Results:
+    """A lost host's results: every run it had not done is a failed sample saying why (pure)."""
+    records = []
+    for rec in results.records:
+        missing = runs - len(rec.samples) - len(rec.failed)
+        for _ in range(max(0, missing)):
+            rec = rec.add(Sample(exit_code=-1, error=why))
+        records.append(rec)
+    return replace(results, records=tuple(records))
+
+
+def _with_host(results: Results, label: str) -> tuple[Results, dict[str, str]]:
+    """Targets and records renamed IMAGE@LABEL with the host set; and old -> new profile folders."""
+    renamed = {t.label: replace(t, host=label, config=f"{t.label}@{label}") for t in results.targets}
+    records = tuple(replace(r, config=replace(r.config, target=renamed[r.config.target.label]))
+                    for r in results.records)
+    folders = {folder_name(old): folder_name(new.label) for old, new in renamed.items()}
+    return replace(results, targets=tuple(renamed.values()), records=records), folders
+
+
+def host_entry(outcome: HostOutcome, out: Path) -> dict:
+    """The host as results.json's `hosts` list has it."""
+    facts, res = outcome.facts, outcome.results
+    inside = dict(res.host) if res is not None else {}
+    return {
+        "label": outcome.host.label, "endpoint": outcome.host.endpoint,
+        "declared_platforms": list(outcome.host.platforms),
+        "engine": f"Docker {facts.version}" if facts else None,
+        "engine_version": facts.version if facts else None,
+        "arch": facts.arch if facts else None, "cpus": facts.cpus if facts else None,
+        "memory_bytes": facts.memory_bytes if facts else None,
+        "cgroup_version": facts.cgroup_version if facts else None,
+        "cpu_model": inside.get("cpu_model"), "kernel": inside.get("kernel"),
+        "status": outcome.status, "error": outcome.error, "images": list(outcome.images),
+        "results": str((out / "hosts" / outcome.host.label).relative_to(out)) if res is not None else None,
+        "failed_runs": res.failed_runs if res is not None else 0,
+        "limits_effective": dict(res.limits.get("effective") or {}) if res is not None else None,
+    }
+
+
+def merge(outcomes: list[HostOutcome], opts: BenchOptions, run_id: str, started: str,
+          out: Path) -> tuple[Results, dict[str, bytes]]:
+    """One Results for the whole fleet (pure but for the clock)."""
+    targets, records, warnings, profiles = [], [], [], {}
+    effective = None
+    for o in outcomes:
+        label = o.host.label
+        if o.results is not None:
+            res, folders = _with_host(o.results, label)
+            targets += res.targets
+            records += res.records
+            warnings += [f"[{label}] {w}" for w in res.warnings]
+            effective = effective or dict(res.limits.get("effective") or {})
+            for rel, blob in (o.profiles or {}).items():
+                head, _, tail = rel.partition("/")
+                profiles[f"{folders.get(head, head)}/{tail}"] = blob
+        if o.status != "complete":
+            warnings.append(f"host {label} {o.status}: {o.error}")
+    status = "partial" if any(o.partial for o in outcomes) else "complete"
+    rounds = [o.results.rounds_done for o in outcomes if o.results is not None]
+    merged = Results(
+        run_id=run_id, gobuild_version=__version__, started=started, finished=_now(), status=status,
+        rounds_done=min(rounds) if rounds else 0,
+        options={**opts.summary(), "configs": [t.label for t in targets],
+                 "hosts": [o.host.as_json() for o in outcomes]},
+        limits={"requested": {"cpus": opts.cpus, "memory": opts.memory, "cpuset": opts.cpuset, "swap": 0},
+                "effective": effective or {}},
+        host={"fleet": [o.host.label for o in outcomes]},
+        targets=tuple(targets), records=tuple(records), warnings=tuple(warnings),
+        profiles=tuple(sorted(profiles)), hosts=tuple(host_entry(o, out) for o in outcomes),
+        error=None if status == "complete" else "; ".join(
+            f"{o.host.label}: {o.error}" for o in outcomes if o.partial),
+    )
+    return merged, profiles
+
+
+class _HostProgress(Progress):
+    """Plain lines tagged with the host; refuses to start another run once the fleet stops."""
+
+    def __init__(self, label: str, stop: threading.Event, quiet: bool):
+        def write(line: str) -> None:
+            if not quiet or line.startswith("warning:"):
+                click.echo(f"bench [{label}]: {line}", err=True)
+        super().__init__("plain", write=write)
+        self._stop = stop
+
+    def run_started(self, what: str) -> None:
+        if self._stop.is_set():
+            raise KeyboardInterrupt
+        super().run_started(what)
+
+
+def _lost(exc: BaseException) -> bool:
+    """Whether an exception means the engine stopped answering (not a refusal or a bug)."""
+    import requests
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _bench_host(reached: Reached, opts: BenchOptions, run_id: str, stop: threading.Event,
+                quiet: bool) -> HostOutcome:
+    host = reached.host
+    kept: dict = {}
+
+    def sink(results: Results, profiles: dict[str, bytes]) -> None:
+        kept["results"], kept["profiles"] = results, profiles
+
+    progress = _HostProgress(host.label, stop, quiet)
+    status, error = "complete", None
+    try:
+        with progress:
+            run_bench(reached.client, opts, run_id, progress, sink=sink,
+                      host_info={"label": host.label, "endpoint": host.endpoint})
+    except KeyboardInterrupt:
+        status, error = "interrupted", "interrupted by the user"
+    except Exception as exc:  # noqa: BLE001 - one host's failure must not end the others
+        lost = _lost(exc)
+        status = "lost" if lost else "failed"
+        why = hostmod.reason(exc) if lost else str(getattr(exc, "message", None) or exc)
+        error = (f"lost in the middle of the run ({why}): run 'gobuild bench --cleanup --host "
+                 f"{host.endpoint}' once it is back" if lost else why)
+        progress.warn(f"host {host.label}: {error}")
+    results = kept.get("results")
+    if results is not None and status == "lost":
+        results = remaining_failed(results, opts.runs, f"host {host.label} lost: {error.split(':')[0]}")
+    if status == "complete" and results is not None and results.failed_runs:
+        status = "failed"
+        error = f"{results.failed_runs} measured run(s) failed"
+    return HostOutcome(host=host, status=status, error=error, facts=reached.facts,
+                       images=opts.images, results=results, profiles=kept.get("profiles"))
+
+
+@contextlib.contextmanager
+def _stop_on_signal(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C or SIGTERM: no host starts another run; the runs under way are ended by
+    removing their containers (the cleanup of each host)."""
+    def on_signal(signum, frame):
+        if not stop.is_set():
+            stop.set()
+            raise KeyboardInterrupt
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _cleanup(reached: Reached, outcome: HostOutcome | None, run_id: str) -> str | None:
+    """Remove the run's containers, volumes and networks on one host; a lost host is not
+    waited for (its things carry the run label: --cleanup --host removes them later)."""
+    if outcome is not None and outcome.status == "lost":
+        return None
+    try:
+        engine.remove_labelled(reached.client, run_id)
+    except Exception as exc:  # noqa: BLE001 - what ended the run is the error to show
+        return (f"could not remove the containers of run {run_id} on {reached.host.label} "
+                f"({hostmod.reason(exc)}): run 'gobuild bench --cleanup --host {reached.host.endpoint}'")
+    return None
+
+
+def bench(inputs: Inputs, opts: BenchOptions, fleet: tuple[Host, ...], *, all_hosts: bool = False,
+          registry: str | None = None, quiet: bool = False) -> FleetResults:
+    """The whole `gobuild bench --host ...`; outputs into opts.output (merged) and
+    opts.output/hosts/LABEL/ (each host's own)."""
+    check_output(opts.output)
+    say = (lambda line: None) if quiet else (lambda line: click.echo(f"bench: {line}", err=True))
+    started = _now()
+    reached = hostmod.reach_all(fleet)
+    outcomes: dict[str, HostOutcome] = {}
+    plans: list[tuple[Reached, BenchOptions]] = []
+    for r in reached:
+        label = r.host.label
+        if not r.ok:
+            click.echo(f"bench: warning: host {label} skipped: {r.error}", err=True)
+            outcomes[label] = HostOutcome(host=r.host, status="unreachable", error=r.error)
+            continue
+        refs, left_out = host_images(r, inputs, opts.images, all_hosts, registry,
+                                     lambda line, lb=label: say(f"[{lb}] {line}"))
+        for why in left_out:
+            click.echo(f"bench: warning: host {label}: {why}", err=True)
+        try:
+            if not refs:
+                raise ConfigError("; ".join(left_out) or "no image to bench")
+            r.facts and opts.check_engine(r.facts.cpus, r.facts.memory_bytes)
+        except ConfigError as exc:
+            outcomes[label] = HostOutcome(host=r.host, status="skipped", error=exc.message, facts=r.facts)
+            click.echo(f"bench: warning: host {label} skipped: {exc.message}", err=True)
+            continue
+        say(f"[{label}] {r.host.endpoint}: linux/{r.facts.arch}, {r.facts.cpus} CPUs: {', '.join(refs)}")
+        plans.append((r, replace(opts, images=refs, output=opts.output / "hosts" / label)))
+    if not plans:
+        raise ConfigError("no host can run the bench: " + "; ".join(
+            f"{o.host.label}: {o.error}" for o in outcomes.values()))
+    run_id = engine.new_run_id()
+    stop = threading.Event()
+    done: dict[str, HostOutcome] = {}
+
+    def work(r: Reached, host_opts: BenchOptions) -> None:
+        engine.block_stop_signals()
+        done[r.host.label] = _bench_host(r, host_opts, run_id, stop, quiet)
+
+    threads = [threading.Thread(target=work, args=plan, name=f"bench-{plan[0].host.label}", daemon=True)
+               for plan in plans]
+    try:
+        with _stop_on_signal(stop):
+            for t in threads:
+                t.start()
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.5)
+    except KeyboardInterrupt:
+        stop.set()
+        for r, _ in plans:  # ends the runs under way; each thread then returns
+            _cleanup(r, done.get(r.host.label), run_id)
+        for t in threads:
+            t.join(120)
+        raise
+    finally:
+        for r, _ in plans:
+            if note := _cleanup(r, done.get(r.host.label), run_id):
+                click.echo(f"bench: warning: {note}", err=True)
+    outcomes.update(done)
+    ordered = [outcomes[h.label] for h in fleet if h.label in outcomes]
+    merged, profiles = merge(ordered, opts, run_id, started, opts.output)
+    try:
+        output.write_all(opts.output, merged, profiles)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the results into {opts.output}: {exc}") from None
+    return FleetResults(results=merged, outcomes=tuple(ordered))
+
+
+def cleanup(fleet: tuple[Host, ...], older_than: float | None = None) -> list[str]:
+    """`gobuild bench --cleanup --host ...`: what gobuild runs left behind, host by host."""
+    lines = []
+    for r in hostmod.reach_all(fleet):
+        if not r.ok:
+            lines.append(f"{r.host.label}: skipped: {r.error}")
+            continue
+        lines += [f"{r.host.label}: {line}" for line in engine.remove_stale(r.client, older_than)]
+    return lines
