@@ -10,12 +10,14 @@ Layout under ``$XDG_CACHE_HOME/gobuild`` (default ``~/.cache/gobuild``):
 from __future__ import annotations
 
 import calendar
+import errno
 import hashlib
 import os
 import shutil
 import stat
 import tarfile
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import requests
 
-from .errors import ChecksumError, SourceError
+from .errors import ChecksumError, ConfigError, SourceError
 from .fsutil import file_lock
 from .lock import Artifact
 from .sources import http_session
@@ -32,6 +34,27 @@ from .sources import http_session
 CHUNK = 1 << 20
 # Reads from the network are smaller, so that a download told to stop does so within 64 KiB.
 NET_CHUNK = 64 << 10
+# A body that breaks off (connection reset, closed early, a read timeout) is resumed from
+# where it stopped with a Range request, after a pause that doubles: 1, 2, 4 s. The session
+# already retries failed connects and 5xx answers (sources.http_session); this is the part
+# urllib3 cannot retry, a body half-read.
+ATTEMPTS = 4
+BACKOFF_S = 1.0
+_BROKEN = (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+           requests.Timeout)
+
+
+class Incomplete(Exception):
+    """The server ended the body before the whole file came (no error on the socket)."""
+
+
+def _no_space(cache_root: Path, art: Artifact, part: Path) -> ConfigError:
+    """Disk full while downloading: the partial file goes (it only holds the disk full), and
+    the message says where the space is missing."""
+    part.unlink(missing_ok=True)
+    return ConfigError(f"no space left in the cache {cache_root} for {art.filename} "
+                       f"({art.size / 1e6:.0f} MB): free space there, or point XDG_CACHE_HOME "
+                       "at a larger disk")
 
 
 def cache_dir() -> Path:
@@ -75,7 +98,7 @@ def sha256_file(path: Path) -> str:
 
 
 def _download(session: requests.Session, art: Artifact, part: Path, progress: Progress | None,
-              stop: threading.Event | None = None) -> int:
+              stop: threading.Event | None = None, *, raw_errors: bool = False) -> int:
     """Download into part (resuming it if the server allows); return bytes transferred.
 
     Raises Stopped as soon as stop is set (checked before the request and between reads).
@@ -105,11 +128,37 @@ def _download(session: requests.Session, art: Artifact, part: Path, progress: Pr
                         advance(len(chunk))
             return n
     except requests.RequestException as exc:
+        if raw_errors and isinstance(exc, _BROKEN):
+            raise  # the caller resumes
         reason = f"HTTP {exc.response.status_code}" if getattr(exc, "response", None) is not None \
             else type(exc).__name__
         raise SourceError(
             f"download of {art.filename} from {art.url} failed ({reason}): run again to resume"
         ) from None
+
+
+def _download_resuming(session: requests.Session, art: Artifact, part: Path,
+                       progress: Progress | None, stop: threading.Event | None,
+                       sleep: Callable[[float], None] = time.sleep) -> int:
+    """_download, resumed after the body breaks off, ATTEMPTS times in all; then a SourceError
+    that says how far it got (the .partial file stays for the next run)."""
+    size = lambda: part.stat().st_size if part.exists() else 0
+    start = size()
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            sent = _download(session, art, part, progress, stop, raw_errors=True)
+            if art.size and size() < art.size:
+                raise Incomplete(f"{size()} of {art.size} bytes")
+            return max(sent, size() - start)
+        except (*_BROKEN, Incomplete) as exc:
+            got = size()
+            if attempt == ATTEMPTS:
+                raise SourceError(
+                    f"download of {art.filename} from {art.url} broke off {ATTEMPTS} times "
+                    f"(last: {type(exc).__name__}; {got} of {art.size or '?'} bytes kept): check "
+                    "the connection and run again to resume") from None
+            sleep(BACKOFF_S * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
 
 
 def fetch(cache: Cache, art: Artifact, progress: Progress | None = None,
@@ -129,7 +178,15 @@ def fetch(cache: Cache, art: Artifact, progress: Progress | None = None,
             return blob, 0
         blob.parent.mkdir(parents=True, exist_ok=True)
         part = blob.with_name(blob.name + ".partial")
-        n = _download(session or http_session(), art, part, progress, stop)
+        have = part.stat().st_size if part.exists() else 0
+        if art.size and shutil.disk_usage(blob.parent).free < art.size - have:
+            raise _no_space(cache.root, art, part)
+        try:
+            n = _download_resuming(session or http_session(), art, part, progress, stop)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise _no_space(cache.root, art, part) from None
+            raise
         actual = sha256_file(part)
         if actual != art.sha256:
             part.unlink()
@@ -250,7 +307,12 @@ def unpack(cache: Cache, art: Artifact, version: str) -> Path:
                 )
             tree.parent.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, tree.parent)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            raise ConfigError(f"no space left in the cache {cache.root} to unpack {art.filename}: "
+                              "free space there, or point XDG_CACHE_HOME at a larger disk") from None
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)  # a half-unpacked tree never stays
     return tree
 

