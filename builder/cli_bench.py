@@ -63,6 +63,9 @@ from .inputs import Inputs, hosts_options, inputs_options, json_option
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder [default: results/<UTC timestamp>].")
 @click.option("--seed", default=1, show_default=True, type=int, help="Seed of the run-order shuffle.")
+@click.option("--run-timeout", default="2h", show_default=True, metavar="DURATION",
+              help="A measured run still going after this long (90s, 10m) is killed and recorded "
+                   "as a failed run, with the reason; the bench goes on.")
 @click.option("--wait-quiet", type=click.FloatRange(0), is_flag=False, flag_value=300.0, default=None,
               metavar="[SECONDS]",
               help="Before measuring, wait until the host's 1-minute load average is below "
@@ -82,7 +85,7 @@ from .inputs import Inputs, hosts_options, inputs_options, json_option
 @click.pass_context
 def bench_cmd(ctx: click.Context, inputs: Inputs, hosts, all_hosts, registry, images, cpus, memory, cpuset, suites, runs, warmup, gomaxprocs,
               workload, workload_size, modules, packages, compile_target, bench_package, output, seed,
-              wait_quiet, quiet_load, quiet, cleanup, older_than, as_json) -> None:
+              wait_quiet, quiet_load, quiet, cleanup, older_than, as_json, run_timeout) -> None:
     """Measure the Go toolchain in containers under cgroup CPU and memory limits.
 
     Suites: compile (go build -a, cold cache, per GOMAXPROCS), memory (peak memory of go env,
@@ -139,8 +142,8 @@ def bench_cmd(ctx: click.Context, inputs: Inputs, hosts, all_hosts, registry, im
         from .fleet import cleanup as fleet_cleanup
 
         removed = fleet_cleanup(hosts, age)
-        click.echo("\n".join([*removed, f"{sum(' removed ' in r for r in removed)} containers, volumes "
-                                         "and networks left behind by gobuild runs removed"]))
+        total = sum(" removed " in r for r in removed)
+        click.echo("\n".join([*removed, f"{total} containers, volumes and networks left behind by gobuild runs removed"]))
         return
     if cleanup:
         removed = cleanup_stale(age)
@@ -156,6 +159,7 @@ def bench_cmd(ctx: click.Context, inputs: Inputs, hosts, all_hosts, registry, im
         compile_target=compile_target,
         bench_package=bench_package or ("." if workload else "./benchpkg"),
         output=output or default_output(), seed=seed, wait_quiet=wait_quiet, quiet_load=quiet_load,
+        run_timeout=parse_duration(run_timeout, "--run-timeout"),
     )
     if hosts:
         from .fleet import bench as fleet_bench

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from . import pipeline
+from . import pipeline, signature
 from .errors import ConfigError
-from .inputs import Inputs, emit, inputs_options, json_option
+from .inputs import Inputs, emit, hosts_options, inputs_options, json_option
 
 
 @contextlib.contextmanager
@@ -42,6 +42,12 @@ def download_progress() -> Iterator:
 
 @click.command("images")
 @inputs_options
+@hosts_options
+@click.option("--buildx-nodes", metavar="NAME",
+              help="With --host: create (or reuse) the buildx builder NAME with one node per host, "
+                   "each declaring its native platforms, and let buildx route the builds (needs the "
+                   "moby/buildkit image on every node) [default: each platform built by the engine "
+                   "of the host that has it natively].")
 @click.option("--push", is_flag=True,
               help="Push per-arch tags, then join them with the registry's other platforms into "
                    "multi-arch tags.")
@@ -52,14 +58,24 @@ def download_progress() -> Iterator:
 @click.option("--verify", is_flag=True,
               help="Smoke-test every image: go version, go build and go test offline, cgo in bookworm.")
 @click.option("--force", is_flag=True, help="Rebuild even the images that are up to date.")
+@click.option("--release-keyring", type=click.Path(dir_okay=False, path_type=Path),
+              help="The keyring (gpg --export) holding the Go release key [default: $XDG_CONFIG_HOME/gobuild/go-release-keyring.gpg].")
+@click.option("--release-key-fingerprint", metavar="FPR", default=signature.GO_RELEASE_KEY,
+              show_default=True,
+              help="The key release signatures must come from: change it only for a mirror "
+                   "that signs its own copies (or a test key).")
 @json_option
-def images_cmd(inputs: Inputs, push: bool, no_join: bool, registry: str | None, verify: bool,
-               force: bool, as_json: bool) -> None:
+def images_cmd(inputs: Inputs, hosts, buildx_nodes: str | None, push: bool, no_join: bool, registry: str | None, verify: bool,
+               force: bool, release_keyring: Path | None, release_key_fingerprint: str,
+               as_json: bool) -> None:
     """Build the image of every selected cell with buildx (one platform per build).
 
     The toolchain named in the lock is downloaded once into the cache
     ($XDG_CACHE_HOME/gobuild), verified against its sha256, and copied into the image:
     nothing of it runs under emulation. An image whose inputs are unchanged is not rebuilt.
+    Where the source publishes a release signature (.asc beside each go.dev archive), it is
+    checked with gpgv against the Go release key (pinned by fingerprint): the verdict,
+    verified or unavailable, is in the image's labels and in --json; a bad one is exit 4.
 
     \b
     Tags (local): gobuild/go:<go version>-<variant>-<arch>, e.g. gobuild/go:1.22.10-slim-arm64
@@ -75,6 +91,9 @@ def images_cmd(inputs: Inputs, push: bool, no_join: bool, registry: str | None, 
       gobuild images --push --registry localhost:5000/gobuild
       gobuild images --push --no-join --registry ghcr.io/acme --platform linux/arm64 --json
       gobuild images --platform linux/arm64 --json
+      gobuild images --release-keyring ~/go-release.gpg --go 1.22
+      gobuild images --host local --host pi5=ssh://pi@pi5.local --variant slim   # each platform on its own host
+      gobuild images --host local --host label=pi5,platforms=linux/arm64+linux/arm/v7,url=ssh://pi@pi5.local
     """
     if push and not registry:
         raise ConfigError("--push needs --registry HOST/NAMESPACE (for example localhost:5000/gobuild)")
@@ -83,9 +102,37 @@ def images_cmd(inputs: Inputs, push: bool, no_join: bool, registry: str | None, 
     if registry:
         pipeline.check_publish(pipeline.Publish(registry=registry))  # before building anything
     publish = pipeline.Publish(registry=registry, join=not no_join) if push else None
+    if buildx_nodes and not hosts:
+        raise ConfigError("--buildx-nodes goes with --host: gobuild images --host local --host pi5=ssh://pi@pi5 --buildx-nodes fleet")
+    if hosts:
+        if push:
+            raise ConfigError("--push with --host is not supported yet: build on the fleet, then push "
+                              "from each host with gobuild images --push on it")
+        from .fleet import build_images as fleet_build
+
+        with download_progress() as progress:
+            fleet = fleet_build(inputs, hosts, force=force, verify=verify, progress=progress,
+                                buildx_nodes=buildx_nodes,
+                                trust=signature.Trust(keyring=release_keyring or signature.keyring_path(),
+                                                      fingerprint=release_key_fingerprint),
+                                log=lambda line: click.echo(f"gobuild: {line}", err=True))
+        if as_json:
+            emit(fleet.as_json(), True, "")
+        else:
+            for label, i in fleet.built:
+                click.echo(f"{i.status:<11} {i.tag:<36} {i.platform:<12} {label:<12} "
+                           f"{i.size / 1e6:7.1f} MB  {i.image_id[7:19]}")
+        if fleet.skipped:
+            from .errors import Partial
+
+            raise Partial("partial: " + "; ".join(f"host {h} skipped: {e}" for h, e in fleet.skipped))
+        return
     with download_progress() as progress:
         result = pipeline.build_images(inputs.cells(), inputs.lock(), inputs.templates, force=force,
-                                       verify=verify, publish=publish, progress=progress)
+                                       verify=verify, publish=publish, progress=progress,
+                                       trust=signature.Trust(
+                                           keyring=release_keyring or signature.keyring_path(),
+                                           fingerprint=release_key_fingerprint))
     click.echo(f"downloaded {result.downloaded_bytes} bytes; verified {result.verified} images",
                err=True)
     if as_json:

@@ -33,7 +33,7 @@ from .bench.options import BenchOptions
 from .bench.progress import Progress
 from .bench.results import Results, Sample, folder_name
 from .bench.run import check_output, run_bench
-from .errors import ConfigError
+from .errors import ConfigError, EngineError
 from .hosts import Host, Reached
 from .inputs import Inputs
 
@@ -379,3 +379,173 @@ def cleanup(fleet: tuple[Host, ...], older_than: float | None = None) -> list[st
             continue
         lines += [f"{r.host.label}: {line}" for line in engine.remove_stale(r.client, older_than)]
     return lines
+
+
+# ---- images on a fleet ----------------------------------------------------------------------
+#
+# buildx's own multi-node builder (`docker buildx create --append --node N --platform P ENDPOINT`)
+# runs BuildKit in a moby/buildkit container on each node (the docker-container driver): where
+# that image can be pulled, `gobuild images --buildx-nodes NAME` creates or reuses such a builder
+# and buildx sends each platform's build to the node that declared it. Without it (as on a machine
+# with no registry), each platform's build goes to the host whose engine builds it natively, with
+# that engine's own BuildKit (buildx's docker driver, DOCKER_HOST of that host); a platform no host
+# has natively is built under emulation on the first host, and said so.
+
+
+@dataclass(frozen=True, kw_only=True)
+class Route:
+    platform: str
+    host: str  # the label of the host that builds it
+    native: bool
+
+
+def route(platforms: list[str], reached: list[Reached]) -> list[Route]:
+    """Each platform to the first host that declares it (or whose engine is of it); a platform
+    no host has goes to the first host, emulated (pure)."""
+    up = [r for r in reached if r.ok]
+    if not up:
+        return []
+    out = []
+    for platform in platforms:
+        home = next((r for r in up if platform in r.native()), None)
+        out.append(Route(platform=platform, host=(home or up[0]).host.label, native=home is not None))
+    return out
+
+
+def docker_env(host: Host) -> dict[str, str]:
+    """The environment that points the docker CLI (and buildx) at the host (pure)."""
+    if host.kind == LOCAL_KIND:
+        return {}
+    if host.kind == "context":
+        return {"DOCKER_CONTEXT": host.endpoint}
+    env = {"DOCKER_HOST": host.endpoint}
+    if host.tls is not None:
+        folder = host.tls.ca.parent
+        if {host.tls.ca, host.tls.cert, host.tls.key} != {folder / "ca.pem", folder / "cert.pem", folder / "key.pem"}:
+            raise ConfigError(f"host {host.label}: the docker CLI takes TLS files as one folder "
+                              "(ca.pem, cert.pem, key.pem): give tls=DIR")
+        env.update(DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=str(folder))
+    return env
+
+
+LOCAL_KIND = hostmod.LOCAL
+
+
+def buildx_create_argvs(builder: str, nodes: list[tuple[str, str, tuple[str, ...]]]) -> list[list[str]]:
+    """`docker buildx create` lines for a builder with one node per host, each declaring the
+    platforms it builds natively (pure). nodes: (node name, endpoint or context, platforms)."""
+    argvs = []
+    for i, (node, endpoint, platforms) in enumerate(nodes):
+        argvs.append(["docker", "buildx", "create", *(["--append"] if i else []), "--name", builder,
+                      "--driver", "docker-container", "--node", node,
+                      *(["--platform", ",".join(platforms)] if platforms else []), endpoint])
+    return argvs
+
+
+def node_endpoint(host: Host) -> str:
+    """What buildx create takes for a host: its endpoint, or for the local engine the default."""
+    if host.kind == LOCAL_KIND:
+        return "default"
+    return host.endpoint
+
+
+@contextlib.contextmanager
+def _docker_env(env: dict[str, str]) -> Iterator[None]:
+    """The docker CLI that buildx runs as reads DOCKER_HOST/DOCKER_CONTEXT from the process's
+    environment: set for one host's builds, put back afterwards (builds run host after host)."""
+    import os
+
+    keys = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "BUILDX_BUILDER")
+    saved = {k: os.environ.get(k) for k in keys}
+    try:
+        for k in keys:
+            os.environ.pop(k, None)
+        os.environ.update(env)
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@dataclass(frozen=True, kw_only=True)
+class FleetImages:
+    built: tuple[tuple[str, object], ...]  # (host label, build.Built)
+    routes: tuple[Route, ...]
+    skipped: tuple[tuple[str, str], ...]  # (host label, why)
+    downloaded_bytes: int = 0
+    verified: int = 0
+
+    def as_json(self) -> dict:
+        return {"images": [{**b.as_json(), "host": label} for label, b in self.built],
+                "routes": [r.__dict__ for r in self.routes],
+                "skipped_hosts": [{"host": h, "error": e} for h, e in self.skipped],
+                "downloaded_bytes": self.downloaded_bytes, "verified": self.verified}
+
+
+def build_images(inputs: Inputs, fleet: tuple[Host, ...], *, force: bool = False, verify: bool = False,
+                 progress=None, trust=None, buildx_nodes: str | None = None,
+                 log: Callable[[str], None] = lambda line: None) -> FleetImages:
+    """`gobuild images --host ...`: each selected cell built on the host that runs its
+    platform natively (see route), with that host's engine; loaded there. With buildx_nodes,
+    one buildx builder of that name with a node per host does the routing itself (loaded on
+    the first host)."""
+    import subprocess
+
+    from . import pipeline
+
+    reached = hostmod.reach_all(fleet)
+    skipped = [(r.host.label, r.error or "") for r in reached if not r.ok]
+    for label, why in skipped:
+        log(f"warning: host {label} skipped: {why}")
+    cells = inputs.cells()
+    routes = route(list(dict.fromkeys(c.platform for c in cells)), reached)
+    if not routes:
+        raise ConfigError("no host answers: " + "; ".join(f"{h}: {e}" for h, e in skipped))
+    by_label = {r.host.label: r for r in reached}
+    lock = inputs.lock()
+    if buildx_nodes:
+        for argv in ensure_builder(buildx_nodes, reached, lambda argv: subprocess.run(
+                argv, capture_output=True, check=False, timeout=300).returncode):
+            log(" ".join(argv))
+        first = next(r for r in reached if r.ok)
+        with _docker_env({**docker_env(first.host), "BUILDX_BUILDER": buildx_nodes}):
+            result = pipeline.build_images(cells, lock, inputs.templates, force=force, verify=verify,
+                                           progress=progress, client=first.client, trust=trust)
+        return FleetImages(built=tuple((first.host.label, b) for b in result.images),
+                           routes=tuple(routes), skipped=tuple(skipped),
+                           downloaded_bytes=result.downloaded_bytes, verified=result.verified)
+    built: list[tuple[str, object]] = []
+    downloaded = verified = 0
+    for label in dict.fromkeys(r.host for r in routes):
+        mine = {r.platform for r in routes if r.host == label}
+        for r in routes:
+            if r.host == label:
+                log(f"{r.platform} -> host {label} ({'native' if r.native else 'EMULATED: no host builds it natively'})")
+        host_cells = tuple(c for c in cells if c.platform in mine)
+        reached_host = by_label[label]
+        with _docker_env(docker_env(reached_host.host)):
+            result = pipeline.build_images(host_cells, lock, inputs.templates, force=force, verify=verify,
+                                           progress=progress, client=reached_host.client, trust=trust)
+        built += [(label, b) for b in result.images]
+        downloaded += result.downloaded_bytes
+        verified += result.verified
+    return FleetImages(built=tuple(built), routes=tuple(routes), skipped=tuple(skipped),
+                       downloaded_bytes=downloaded, verified=verified)
+
+
+def ensure_builder(builder: str, reached: list[Reached], run: Callable[[list[str]], int]) -> list[list[str]]:
+    """Create the multi-node builder unless it exists (`docker buildx inspect NAME`); returns
+    the command lines run. Needs the moby/buildkit image on every node."""
+    if run(["docker", "buildx", "inspect", builder]) == 0:
+        return []
+    argvs = buildx_create_argvs(builder, [(f"{builder}-{r.host.label}", node_endpoint(r.host), r.native())
+                                          for r in reached if r.ok])
+    for argv in argvs:
+        if run(argv) != 0:
+            raise EngineError(f"docker buildx create failed ({' '.join(argv)}): the docker-container "
+                              "driver needs the moby/buildkit image on each node: pull it there, or "
+                              "build without --buildx-nodes (each platform on its own host)")
+    return argvs

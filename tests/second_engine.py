@@ -100,7 +100,7 @@ class SecondEngine:
         self._network_made = False
 
     # -- lifecycle -------------------------------------------------------------------------
-    def __enter__(self) -> SecondEngine:
+    def __enter__(self) -> SecondEngine:  # noqa: PYI034 - a final class
         try:
             self.start()
         except BaseException:
