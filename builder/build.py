@@ -20,7 +20,7 @@ import docker
 import docker.errors
 
 from . import base as bases
-from . import engine, prune, toolchains
+from . import engine, prune, reproducible, signature, toolchains
 from .errors import BuildError
 from .lock import Artifact, Lock, Release
 from .matrix import Cell
@@ -93,13 +93,14 @@ class Built:
     go_version: str
     variant: str
     status: str  # "built" or "up-to-date"
+    signature: str = "unavailable"  # the release signature's verdict: verified or unavailable
 
     def as_json(self) -> dict:
         return {
             "id": self.id, "tag": self.tag, "platform": self.platform,
             "image_id": self.image_id, "size": self.size,
             "toolchain_sha256": self.toolchain_sha256, "go_version": self.go_version,
-            "variant": self.variant, "status": self.status,
+            "variant": self.variant, "status": self.status, "signature": self.signature,
         }
 
 
@@ -145,8 +146,11 @@ def _run_build(client: docker.DockerClient, p: Planned, folder: Path, use_buildx
     print(f"gobuild: building {p.tag} ({p.cell.platform}) FROM {p.base_ref}", file=sys.stderr)
     if use_buildx:
         proc = subprocess.run(
-            buildx_argv(folder, p.tag, p.cell.platform, p.base_ref, p.digest),
+            [*buildx_argv(folder, p.tag, p.cell.platform, p.base_ref, p.digest)[:-1],
+             *signature.label_args(p.artifact), str(folder)],
             stdout=sys.stderr, stderr=sys.stderr, check=False,
+            # the image's created time and history: the release's date (engines >= 23; older ones ignore it)
+            env={**os.environ, "SOURCE_DATE_EPOCH": str(reproducible.source_date_epoch(p.release))},
         )
         if proc.returncode != 0:
             raise BuildError(
@@ -171,6 +175,7 @@ def built(client: docker.DockerClient, p: Planned, status: str) -> Built:
     return Built(
         id=p.cell.id, tag=p.tag, platform=p.cell.platform, image_id=img.id,
         size=int(img.attrs.get("Size", 0)), toolchain_sha256=p.artifact.sha256,
+        signature=(img.labels or {}).get(signature.LABEL, signature.UNAVAILABLE),
         go_version=p.release.version, variant=p.cell.variant.name, status=status,
     )
 
@@ -191,6 +196,7 @@ def build_all(client: docker.DockerClient, planned: list[Planned], cache: toolch
         if p in todo:
             tree = toolchains.unpack(cache, p.artifact, p.release.version)
             folder = assemble(work, p, tree)
+            reproducible.go_layer(folder, reproducible.source_date_epoch(p.release))
             try:
                 _run_build(client, p, folder, use_buildx)
             finally:

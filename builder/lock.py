@@ -33,6 +33,7 @@ class Artifact:
     filename: str
     size: int
     format: Format
+    signature: str | None = None  # URL of the release signature (.asc) the source publishes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +86,8 @@ def validate_release(where: str, rel: Release) -> None:
             raise ConfigError(f"{where}: {arch} sha256 {art.sha256!r} is not 64 hex digits")
         if not URL_RE.match(art.url) or not FILENAME_RE.match(art.filename):
             raise ConfigError(f"{where}: {arch} has an invalid URL or file name")
+        if art.signature is not None and not URL_RE.match(str(art.signature)):
+            raise ConfigError(f"{where}: {arch} has an invalid signature URL: re-run 'gobuild lock'")
         if art.format not in ("tar.gz", "wheel"):
             raise ConfigError(f"{where}: {arch} has an unknown format {art.format!r}")
         if not isinstance(art.size, int) or isinstance(art.size, bool) or art.size < 0:
@@ -101,7 +104,9 @@ def to_json(lock: Lock) -> str:
                 "source": r.source,
                 "index": r.index,
                 "released": r.released,
-                "files": {a: asdict(f) for a, f in r.files.items()},
+                # a source without signatures leaves its entries as they were
+                "files": {a: {k: v for k, v in asdict(f).items() if k != "signature" or v}
+                          for a, f in r.files.items()},
             }
             for minor, r in lock.go.items()
         },
@@ -145,6 +150,9 @@ def parse_lock(text: str, path: Path, *, allow_http: bool = False) -> Lock:
             )
             for arch, art in rel.files.items():
                 check_url(art.url, f"{path}: go {minor} {arch} URL", allow_http=allow_http)
+                if art.signature is not None:
+                    check_url(art.signature, f"{path}: go {minor} {arch} signature URL",
+                              allow_http=allow_http)
             validate_release(f"{path}: go {minor}", rel)
             go[minor] = rel
     except (ValueError, KeyError, TypeError, AttributeError) as exc:

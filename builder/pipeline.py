@@ -13,7 +13,7 @@ from pathlib import Path
 
 import docker
 
-from . import base, build, engine, registry, render, smoke, toolchains
+from . import base, build, engine, registry, render, signature, smoke, toolchains
 from .errors import ConfigError
 from .lock import Lock, Release, load_lock, write_lock
 from .matrix import Cell, Matrix
@@ -64,14 +64,19 @@ def check_publish(publish: Publish | None) -> None:
 def build_images(cells: tuple[Cell, ...], lock: Lock, templates: Path | None, *,
                  force: bool = False, verify: bool = False, publish: Publish | None = None,
                  progress: toolchains.Progress | None = None, log: Log = log_stderr,
-                 client: docker.DockerClient | None = None) -> ImagesResult:
+                 client: docker.DockerClient | None = None,
+                 trust: signature.Trust | None = None) -> ImagesResult:
     """Build (or find up to date) the image of every cell; optionally smoke-test and push them."""
     check_publish(publish)
     contexts = render.render_all(render.environment(templates), cells, lock)
     client = client or engine.client()
     planned = build.plan(client, contexts, lock)
     cache = toolchains.Cache(root=toolchains.cache_dir())
+    # sha256 and release signature checked before anything is built (build_all finds them cached)
+    fetched = signature.fetch_and_check(cache, [p.artifact for p in planned if force or not p.up_to_date],
+                                        trust or signature.Trust(keyring=signature.keyring_path()), progress)
     images, downloaded = build.build_all(client, planned, cache, progress, force=force)
+    downloaded += fetched
     if verify:
         verify_images(client, images, [p.cell.variant.cgo for p in planned], log)
     pushed: list[registry.Pushed] = []

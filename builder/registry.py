@@ -1,17 +1,20 @@
 """Registry work: push per-arch tags, join them into multi-arch tags, pull prebuilt images."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import docker
 import docker.errors
+import requests
 
 from .build import Built, image_tag, joined_tags, multiarch_tags
 from .errors import ConfigError, EngineError, RegistryError
@@ -97,10 +100,16 @@ def index_annotations(version: str, variant: Variant | None,
             **dict(extra or {})}
 
 
-def _push(client: docker.DockerClient, ref: str) -> str:
+# A push that fails (the registry restarting, a dropped connection, a refused blob) is tried
+# again after 2, then 4 s: blobs the registry already has are not sent again, so a retry
+# costs only what was missing.
+PUSH_ATTEMPTS = 3
+PUSH_BACKOFF_S = 2.0
+
+
+def _push_once(client: docker.DockerClient, ref: str) -> str:
     """Push one tag; return the digest the registry gave its manifest."""
     repo, tag = ref.rsplit(":", 1)
-    print(f"gobuild: pushing {ref}", file=sys.stderr)
     digest = ""
     try:
         for line in client.images.push(repo, tag=tag, stream=True, decode=True):
@@ -109,9 +118,27 @@ def _push(client: docker.DockerClient, ref: str) -> str:
             digest = (line.get("aux") or {}).get("Digest", digest)
     except docker.errors.APIError as exc:
         raise RegistryError(f"push of {ref} failed: {exc.explanation}") from None
+    except requests.RequestException as exc:  # the engine's answer broke off
+        raise RegistryError(f"push of {ref} failed: {type(exc).__name__}") from None
     if not digest.startswith("sha256:"):
         raise RegistryError(f"push of {ref} reported no digest: is {repo} a registry?")
     return digest
+
+
+def _push(client: docker.DockerClient, ref: str, sleep=time.sleep) -> str:
+    """_push_once, tried PUSH_ATTEMPTS times with a growing pause; the last error is raised."""
+    print(f"gobuild: pushing {ref}", file=sys.stderr)
+    for attempt in range(1, PUSH_ATTEMPTS + 1):
+        try:
+            return _push_once(client, ref)
+        except RegistryError as exc:
+            if attempt == PUSH_ATTEMPTS:
+                raise RegistryError(f"{exc.message} ({PUSH_ATTEMPTS} attempts): check that the "
+                                    "registry is up and run again; nothing was joined") from None
+            pause = PUSH_BACKOFF_S * 2 ** (attempt - 1)
+            print(f"gobuild: {exc.message}; trying again in {pause:g} s", file=sys.stderr)
+            sleep(pause)
+    raise AssertionError("unreachable")
 
 
 def imagetools_argv(targets: list[str], sources: list[str],
@@ -309,7 +336,13 @@ def push(client: docker.DockerClient, images: list[Built], registry: str) -> lis
     for b in images:
         remote = f"{repo}:{b.tag.split(':', 1)[1]}"
         client.images.get(b.tag).tag(remote)
-        pushed.append(Pushed(id=b.id, ref=remote, digest=_push(client, remote), platform=b.platform,
+        try:
+            digest = _push(client, remote)
+        except RegistryError:  # the local name of a push that failed is not left behind
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(remote, noprune=True)
+            raise
+        pushed.append(Pushed(id=b.id, ref=remote, digest=digest, platform=b.platform,
                              go_version=b.go_version, variant=b.variant))
     return pushed
 

@@ -83,6 +83,7 @@ class BenchOptions:
     workload_size: str | None = None  # the --workload-size the shape came from, if any
     wait_quiet: float | None = None  # seconds to wait for a quiet host before measuring
     quiet_load: float | None = None  # its 1-minute load threshold [default: quiet_threshold()]
+    run_timeout: float = 7200.0  # seconds a measured run may take before it is killed (--run-timeout)
 
     def __post_init__(self) -> None:
         from ..matrix import IMAGE_REF_RE
@@ -91,6 +92,8 @@ class BenchOptions:
             if not IMAGE_REF_RE.match(ref):
                 raise ConfigError(f"--image {ref!r} is not an image reference "
                                   "(for example gobuild/go:1.22.10-slim-amd64)")
+        if not self.run_timeout > 0:
+            raise ConfigError(f"--run-timeout {self.run_timeout:g} s: give a duration above 0 (90s, 10m)")
         if self.cpuset is not None and not _CPUSET.match(self.cpuset):
             raise ConfigError(f"--cpuset {self.cpuset!r} is not a CPU list: write it as docker "
                               "run --cpuset-cpus does (0-1, or 0,2)")
@@ -162,9 +165,9 @@ _DURATION = re.compile(r"^(?P<n>\d+(\.\d+)?)(?P<unit>[smhd]?)\Z")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, option: str = "--older-than") -> float:
     """'90m', '12h', '2d', '3600' -> seconds."""
     m = _DURATION.match(text.strip().lower())
     if not m:
-        raise ConfigError(f"--older-than {text!r} is not an age: write a number with s, m, h or d (12h, 2d)")
+        raise ConfigError(f"{option} {text!r} is not a duration: write a number with s, m, h or d (90s, 12h, 2d)")
     return float(m.group("n")) * _SECONDS[m.group("unit")]

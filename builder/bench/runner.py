@@ -187,7 +187,7 @@ class Bench:
         argv = [RUNNER, *(["-quiet"] if quiet else []), *cfg.argv]
         profiles: dict[str, bytes] = {}
         spec = self.spec(cfg.target, argv, role="run", env=env, network=network,
-                          working_dir=cfg.working_dir or f"{MOUNT}/work")
+                          working_dir=cfg.working_dir or f"{MOUNT}/work", timeout=self.opts.run_timeout)
         served = (self.proxies.zips_served(cfg.target.label)
                   if self.proxies and cfg.suite == "moddownload" else None)
         with engine.Container(self.client, spec, self.run_id) as ctr:
@@ -221,8 +221,8 @@ def to_sample(cfg: Config, done: engine.Finished, memory_limit: int) -> Sample:
     )
     if reasons:
         return Sample(exit_code=exit_code, oom=True, oom_reasons=reasons)
-    if done.timed_out:
-        return Sample(exit_code=-1, error=f"timed out: {done.tail()}")
+    if done.timed_out:  # killed by engine.Container.run at the spec's timeout (--run-timeout)
+        return Sample(exit_code=-1, error=f"timed out: killed after --run-timeout; {done.tail()}")
     if data is None or exit_code != 0:
         said = "\n".join(ln for ln in done.output.splitlines() if not ln.startswith("GOBUILD-"))
         return Sample(exit_code=exit_code or done.exit_code or -1,

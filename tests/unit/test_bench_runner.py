@@ -312,8 +312,8 @@ def test_the_preparation_builds_every_probe_and_the_proxy_only_for_moddownload(t
         script = runner.prep_script(opts(tmp_path, suites=suites))
         return next(ln for ln in script.splitlines() if " go build " in ln)
 
-    assert build_line(("tooling",)).endswith("go build -o /gobuild/bin/ ./runner ./sched ./memstats")
-    assert build_line(("moddownload",)).endswith("./memstats ./modproxy ./netcheck")
+    assert build_line(("tooling",)).endswith("go build -o /gobuild/bin/ ./runner ./sched ./memstats ./lockcheck")
+    assert build_line(("moddownload",)).endswith("./lockcheck ./modproxy ./netcheck")
 
 
 def test_bench_txt_keeps_one_image_benched_twice_apart_for_benchstat(tmp_path):
