@@ -74,6 +74,7 @@ class GoDev:
     releases: dict[str, dict[str, bytes]]
     tamper: set[str] = field(default_factory=set)  # file names served with changed content
     requests: list[str] = field(default_factory=list)
+    signatures: dict[str, bytes] = field(default_factory=dict)  # "<archive>.asc" -> its bytes
 
     def index(self) -> list[dict]:
         out = []
@@ -92,6 +93,8 @@ class GoDev:
         return out
 
     def file(self, name: str) -> bytes | None:
+        if name in self.signatures:  # served beside the archive, as go.dev does
+            return self.signatures[name]
         for version, arches in self.releases.items():
             for arch, data in arches.items():
                 if name == f"go{version}.linux-{arch}.tar.gz":

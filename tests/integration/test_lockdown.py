@@ -97,13 +97,13 @@ def test_the_lockdown_does_not_move_the_compile_median_beyond_noise(docker_clien
                  argv=("go", "build", "-a", "unicode/utf8", "math/bits"))
     walls: dict[str, list[float]] = {"locked": [], "open": []}
     for _ in range(7):  # interleaved, so that a change of the host's load hits both arms
-        for arm in walls:
+        for arm, xs in walls.items():
             with monkeypatch.context() as patch:
                 if arm == "open":  # the bench's spec without the lockdown
                     patch.setattr(engine, "locked_down", lambda spec, **_: spec)
                 sample, _ = bench.sample(cfg)
             assert not sample.failed, sample.error
-            walls[arm].append(sample.values["wall_ns"] / 1e9)
+            xs.append(sample.values["wall_ns"] / 1e9)
     ci = {arm: median_ci(sorted(xs)) for arm, xs in walls.items()}
     med = {arm: statistics.median(xs) for arm, xs in walls.items()}
     report = json.dumps({"median_s": med, "ci95_s": ci})

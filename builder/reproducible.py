@@ -1,0 +1,45 @@
+"""What makes the Go layer the same bytes in every clean build.
+
+BuildKit's `COPY go /usr/local/go` gives the parent folders it creates (/usr, /usr/local) the
+time of the build, so the layer differs from build to build whatever the files' times. A
+`COPY goroot/ /` of a context tree in which EVERY entry, folders included, has a fixed time
+gives the same layer each time (checked on engine 26: ../shared/ENVIRONMENT.md, "Reproducible
+layers"). So the build context holds the tree as goroot/usr/local/go, and every folder and
+every file that is not a hard link into the toolchain cache gets the release's date. Hard
+links keep the archive's own times (already fixed), and the cache is never touched.
+"""
+from __future__ import annotations
+
+import calendar
+import os
+import time
+from pathlib import Path
+
+from .lock import Release
+
+LAYER_ROOT = "goroot"  # the context folder copied to / by the template's COPY goroot/ /
+GOROOT = "usr/local/go"
+
+
+def source_date_epoch(release: Release) -> int:
+    """The release's date (midnight UTC) as SOURCE_DATE_EPOCH; 0 when the source gives none."""
+    if not release.released:
+        return 0
+    return calendar.timegm(time.strptime(release.released, "%Y-%m-%d"))
+
+
+def go_layer(folder: Path, epoch: int) -> Path:
+    """Move the context's go/ to goroot/usr/local/go and give every entry of goroot/ the time
+    epoch (hard-linked files excepted: they keep the archive's times). Returns goroot/."""
+    root = folder / LAYER_ROOT
+    (root / GOROOT).parent.mkdir(parents=True)
+    os.rename(folder / "go", root / GOROOT)
+    for here, dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(here, name)
+            if os.lstat(path).st_nlink == 1:  # a copy made for this context (a stripped tool)
+                os.utime(path, (epoch, epoch), follow_symlinks=False)
+        for name in dirs:
+            os.utime(os.path.join(here, name), (epoch, epoch), follow_symlinks=False)
+    os.utime(root, (epoch, epoch))
+    return root
