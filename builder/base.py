@@ -24,7 +24,7 @@ import docker
 import docker.errors
 
 from .errors import EngineError
-from .matrix import Variant
+from .matrix import Variant, debian_arch, platform_tag
 from .toolchains import sha256_file
 
 BASE_REPO = "gobuild/base"
@@ -36,6 +36,11 @@ EPOCH = "1970-01-01T00:00:00Z"
 # names another base never gets this one.
 STANDS_FOR_LABEL = "io.gobuild.base.for"
 BUILT_BY = "gobuild base (mmdebstrap)"
+
+
+def tag_platform(arch: str) -> str:
+    """The platform of an arch tag (base tags name platforms so): "arm-v7" -> "linux/arm/v7"."""
+    return "linux/" + arch.replace("-", "/")
 
 
 def base_tag(suite: str, arch: str) -> str:
@@ -59,7 +64,7 @@ def suite_of(variant: Variant) -> str:
 def mmdebstrap_argv(suite: str, arch: str, packages: tuple[str, ...], out: Path,
                     mirror: str) -> list[str]:
     return [
-        "mmdebstrap", "--variant=minbase", f"--architectures={arch}",
+        "mmdebstrap", "--variant=minbase", f"--architectures={debian_arch(tag_platform(arch))}",
         f"--include={','.join(packages)}", "--format=tar",
         "--aptopt=Acquire::Retries \"3\"",
         "--customize-hook=rm -rf \"$1\"/var/cache/apt/* \"$1\"/var/lib/apt/lists/*",
@@ -77,7 +82,8 @@ def load_rootfs(client: docker.DockerClient, rootfs: Path, ref: str, arch: str, 
     """
     diff_id = "sha256:" + sha256_file(rootfs)
     config = {
-        "architecture": arch, "os": "linux", "created": EPOCH,
+        "architecture": arch.split("-")[0], "os": "linux", "created": EPOCH,
+        **({"variant": arch.split("-")[1]} if "-" in arch else {}),
         "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
                    "Cmd": ["bash"], "Labels": dict(labels or {})},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
@@ -130,7 +136,7 @@ def build_bases(client: docker.DockerClient, platforms: tuple[str, ...], suite: 
     """Build the base of each platform that lacks one (every one with force), one at a time,
     yielding each as it is done."""
     for platform in platforms:
-        arch = platform.split("/")[1]
+        arch = platform_tag(platform)  # "arm64"; "arm-v7": v7 and v6 bases differ
         ref = base_tag(suite, arch)
         if not force:
             try:
@@ -147,7 +153,10 @@ def _platform_image(client: docker.DockerClient, ref: str, arch: str):
         image = client.images.get(ref)
     except docker.errors.ImageNotFound:
         return None
-    return image if image.attrs.get("Architecture") == arch else None
+    goarch, _, variant = arch.partition("-")  # an arch tag: "arm64", "arm-v7"
+    same = image.attrs.get("Architecture") == goarch and (
+        not variant or image.attrs.get("Variant") == variant)
+    return image if same else None
 
 
 def _has_platform_image(client: docker.DockerClient, ref: str, arch: str) -> bool:
@@ -197,14 +206,14 @@ def choose(client: docker.DockerClient, variant: Variant, arch: str) -> str:
     if _has_platform_image(client, pulled, arch):
         return pulled
     try:
-        image = client.images.pull(variant.base, platform=f"linux/{arch}")
+        image = client.images.pull(variant.base, platform=tag_platform(arch))
         image.tag(pulled)
     except docker.errors.APIError:
-        fix = (f"run 'gobuild base --platform linux/{arch}' to build it from the Debian archive"
+        fix = (f"run 'gobuild base --platform {tag_platform(arch)}' to build it from the Debian archive"
                if same_image_name(variant.base, upstream_of(suite)) else
-               f"load {variant.base} for linux/{arch} into the engine (docker pull or docker load)")
+               f"load {variant.base} for {tag_platform(arch)} into the engine (docker pull or docker load)")
         raise EngineError(
-            f"cannot pull {variant.base} for linux/{arch} (no registry reachable?): {fix}"
+            f"cannot pull {variant.base} for {tag_platform(arch)} (no registry reachable?): {fix}"
         ) from None
     return pulled
 

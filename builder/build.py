@@ -20,7 +20,7 @@ import docker
 import docker.errors
 
 from . import base as bases
-from . import engine, prune, reproducible, signature, toolchains
+from . import crossbuild, engine, prune, reproducible, signature, toolchains
 from .errors import BuildError
 from .lock import Artifact, Lock, Release
 from .matrix import Cell
@@ -32,7 +32,7 @@ INPUT_LABEL = "io.gobuild.input"
 
 def image_tag(release: Release, cell: Cell, repo: str = IMAGE_REPO) -> str:
     """The documented per-arch tag: <repo>:<go version>-<variant>-<arch>."""
-    return f"{repo}:{release.version}-{cell.variant.name}-{cell.arch}"
+    return f"{repo}:{release.version}-{cell.variant.name}-{cell.arch_tag}"
 
 
 def joined_tags(version: str, variant: str, repo: str) -> list[str]:
@@ -109,9 +109,9 @@ def plan(client: docker.DockerClient, contexts: list[Context], lock: Lock) -> li
     base_ids: dict[tuple[str, str], tuple[str, str]] = {}
     for ctx in contexts:
         cell = ctx.cell
-        key = (cell.variant.base, cell.arch)
+        key = (cell.variant.base, cell.arch_tag)
         if key not in base_ids:
-            ref = bases.choose(client, cell.variant, cell.arch)
+            ref = bases.choose(client, cell.variant, cell.arch_tag)
             base_ids[key] = (ref, client.images.get(ref).id)
         base_ref, base_id = base_ids[key]
         release, artifact = lock.release(cell), lock.artifact(cell)
@@ -139,6 +139,8 @@ def assemble(work: Path, p: Planned, tree: Path) -> Path:
             os.link(src, dst)
         except OSError:
             shutil.copy2(src, dst)
+    if p.cell.goarm is not None:
+        crossbuild.set_goarm(folder / "go" / "go.env", p.cell.goarm, p.cell.platform)
     return folder
 
 
@@ -184,7 +186,11 @@ def build_all(client: docker.DockerClient, planned: list[Planned], cache: toolch
               progress: toolchains.Progress | None, force: bool = False) -> tuple[list[Built], int]:
     """Build what is not up to date; return every image and the bytes downloaded."""
     todo = [p for p in planned if force or not p.up_to_date]
-    stats = toolchains.fetch_all(cache, [p.artifact for p in todo], progress)
+    for p in todo:  # built toolchains (32-bit ARM from PyPI) are built, not downloaded
+        if p.artifact.built:
+            crossbuild.ensure(cache, p.release, p.artifact, engine.host_arch())
+    stats = toolchains.fetch_all(cache, [p.artifact for p in todo if not p.artifact.built],
+                                 progress)
     use_buildx = engine.buildx_version() is not None
     if todo and not use_buildx:
         print("gobuild: warning: docker buildx not found; using the engine's classic builder",

@@ -14,9 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .matrix import PLATFORMS, Cell, closest, parse_platform
+from .matrix import PLATFORMS, Cell, closest, parse_platform, platform_tag
 
 DEFAULT_RUNNERS: dict[str, str] = {"linux/amd64": "ubuntu-24.04", "linux/arm64": "ubuntu-24.04-arm"}
+# No hosted runner is a 32-bit ARM machine: linux/arm/v7 and v6 build on the amd64 runner under
+# qemu (emulated), unless --runner names a runner of theirs (a self-hosted Raspberry Pi).
 EMULATION_HOST = "linux/amd64"  # where every platform runs with emulate
 # A runner label as a workflow's runs-on takes it: no spaces, no expression syntax.
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -33,7 +35,7 @@ class RunnerJob:
 
     @property
     def arch(self) -> str:
-        return self.platform.split("/")[1]
+        return platform_tag(self.platform)
 
     def as_json(self) -> dict:
         return {"platform": self.platform, "arch": self.arch, "runner": self.runner,
@@ -71,7 +73,7 @@ def strategy_matrix(cells: Sequence[Cell], *, runners: Mapping[str, str] = DEFAU
         by_platform.setdefault(cell.platform, []).append(cell.id)
     jobs = []
     for platform, ids in by_platform.items():
-        host = EMULATION_HOST if emulate else platform
+        host = EMULATION_HOST if emulate or platform not in runners else platform
         jobs.append(RunnerJob(platform=platform, runner=runners[host],
                               emulated=host != platform, cells=tuple(ids)))
     return {"include": [job.as_json() for job in jobs]}

@@ -10,8 +10,16 @@ from . import __version__, cli_bench, cli_ci, cli_images, cli_report, cli_run, p
 from .base import DEBIAN_MIRROR
 from .base import SUITES as DEBIAN_SUITES
 from .errors import CheckFailed, ConfigError, GobuildError, Interrupted, UnexpectedError
-from .inputs import Inputs, defaults, emit, inputs_options, json_option, platform_callback
-from .matrix import PLATFORMS, Selection
+from .inputs import (
+    Inputs,
+    defaults,
+    emit,
+    hosts_options,
+    inputs_options,
+    json_option,
+    platform_callback,
+)
+from .matrix import Selection
 from .sources import PYPI_URL, SOURCES
 
 
@@ -145,19 +153,23 @@ def render_cmd(inputs: Inputs, out: Path | None, check: bool) -> None:
 
 
 @click.command("doctor")
+@hosts_options
 @json_option
-def doctor_cmd(as_json: bool) -> None:
+def doctor_cmd(hosts, as_json: bool) -> None:
     """Report the Docker engine, buildx and emulators, and how to fix what is missing; and
     which project folder (or the packaged defaults) the matrix, lock and templates come from.
+    With --host: each host's reachability, architecture, CPUs, memory, cgroup version, what
+    its engine lacks, and the BuildKit buildx finds there.
 
     \b
     Examples:
       gobuild doctor
       gobuild doctor --json
+      gobuild doctor --host local --host pi5=ssh://pi@pi5.local
     """
-    from .doctor import diagnose
+    from .doctor import diagnose, diagnose_hosts
 
-    report = diagnose(defaults())
+    report = diagnose_hosts(hosts) if hosts else diagnose(defaults())
     emit(report.as_json(), as_json, report.text())
     if not report.ok:
         sys.exit(report.exit_code)
@@ -181,8 +193,11 @@ def base_cmd(platforms, suite: str, mirror: str, force: bool) -> None:
     \b
     Examples:
       gobuild base --platform linux/arm64
+      gobuild base --platform linux/arm/v7    # armhf, for the bookworm linux/arm/v7 image
     """
-    for image in pipeline.bases(platforms or PLATFORMS, suite, mirror, force):
+    # The 32-bit ARM bases take minutes under qemu and only bookworm linux/arm/v7 needs one:
+    # built when asked for by name.
+    for image in pipeline.bases(platforms or ("linux/amd64", "linux/arm64"), suite, mirror, force):
         click.echo(f"{image.ref} {image.image_id}" if image.built
                    else f"{image.ref} exists (use --force to rebuild)")
 

@@ -22,11 +22,27 @@ FILENAME_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,200}\Z")
 URL_RE = re.compile(r"^https?://[^\s\"'\\]+\Z")  # never file://: a lock must not read the host's files
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
+RECIPE_RE = re.compile(r"^[A-Za-z0-9 ._=-]{1,80}\Z")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuiltFrom:
+    """What a toolchain built on the host (source: built) was made from; the same inputs give
+    the same archive (Go's builds are reproducible), which the lock's sha256 checks."""
+
+    source_url: str  # the release's own archive whose src/ was built
+    source_sha256: str
+    host_arch: str  # GOARCH of the toolchain that compiled it (GOROOT_BOOTSTRAP)
+    host_sha256: str  # the sha256 of that toolchain's verified archive (same release)
+    goarch: str  # "arm"
+    goarm: int  # GOARM the toolchain's own binaries were built for
+    recipe: str  # how: "make.bash -distpack"
 
 
 @dataclass(frozen=True, kw_only=True)
 class Artifact:
-    """One downloadable Go distribution for one architecture."""
+    """One Go distribution for one architecture: downloaded from url (source "download"), or
+    built on the host from built_from (source "built"; url is then the source's URL)."""
 
     url: str
     sha256: str
@@ -34,6 +50,12 @@ class Artifact:
     size: int
     format: Format
     signature: str | None = None  # URL of the release signature (.asc) the source publishes
+    source: Literal["download", "built"] = "download"
+    built_from: BuiltFrom | None = None
+
+    @property
+    def built(self) -> bool:
+        return self.source == "built"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,6 +115,30 @@ def validate_release(where: str, rel: Release) -> None:
         if not isinstance(art.size, int) or isinstance(art.size, bool) or art.size < 0:
             raise ConfigError(f"{where}: {arch} size {art.size!r} is not a number of bytes: "
                               "re-run 'gobuild lock'")
+        if art.source not in ("download", "built") or art.built != (art.built_from is not None):
+            raise ConfigError(f"{where}: {arch} has an invalid source {art.source!r}: "
+                              "re-run 'gobuild lock'")
+        if art.built_from is not None:
+            b = art.built_from
+            if not (SHA256_RE.match(b.source_sha256) and SHA256_RE.match(b.host_sha256)
+                    and URL_RE.match(b.source_url) and b.host_arch in GOARCHES
+                    and b.goarch in GOARCHES and b.goarm in (5, 6, 7) and RECIPE_RE.match(b.recipe)):
+                raise ConfigError(f"{where}: {arch} has invalid build inputs: re-run 'gobuild lock'")
+
+
+def _artifact_json(art: Artifact) -> dict:
+    """A downloaded artifact as before built ones existed (so old locks stay byte-identical)."""
+    data = asdict(art)
+    if art.signature is None:  # a source without signatures: entries as they were
+        del data["signature"]
+    if not art.built:
+        del data["source"], data["built_from"]
+    return data
+
+
+def _artifact(data: dict) -> Artifact:
+    built_from = data.get("built_from")
+    return Artifact(**{**data, "built_from": BuiltFrom(**built_from) if built_from else None})
 
 
 def to_json(lock: Lock) -> str:
@@ -104,9 +150,7 @@ def to_json(lock: Lock) -> str:
                 "source": r.source,
                 "index": r.index,
                 "released": r.released,
-                # a source without signatures leaves its entries as they were
-                "files": {a: {k: v for k, v in asdict(f).items() if k != "signature" or v}
-                          for a, f in r.files.items()},
+                "files": {a: _artifact_json(f) for a, f in r.files.items()},
             }
             for minor, r in lock.go.items()
         },
@@ -146,7 +190,7 @@ def parse_lock(text: str, path: Path, *, allow_http: bool = False) -> Lock:
                 source=r["source"],
                 index=r["index"],
                 released=r.get("released"),
-                files={a: Artifact(**f) for a, f in r["files"].items()},
+                files={a: _artifact(f) for a, f in r["files"].items()},
             )
             for arch, art in rel.files.items():
                 check_url(art.url, f"{path}: go {minor} {arch} URL", allow_http=allow_http)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import docker
 
-from . import base, build, engine, registry, render, signature, smoke, toolchains
+from . import base, build, crossbuild, engine, registry, render, signature, smoke, toolchains
 from .errors import ConfigError
 from .lock import Lock, Release, load_lock, write_lock
-from .matrix import Cell, Matrix
+from .matrix import Cell, Matrix, platform_arch
 from .sources import date_from_headers, list_releases, resolve, warn_stderr
 
 Log = Callable[[str], None]
@@ -175,6 +175,9 @@ def relock(matrix: Matrix, cells: tuple[Cell, ...], lock_path: Path, *, source: 
     versions = tuple(dict.fromkeys(cell.go for cell in cells))
     releases = list_releases(source, mirror, pypi_index, warn_stderr)
     resolved = resolve(matrix, versions, releases, dated=date_from_headers)
+    resolved = crossbuild.complete(resolved, arches=tuple(platform_arch(p) for p in matrix.platforms),
+                                   cache=toolchains.Cache(root=toolchains.cache_dir()),
+                                   host_arch=engine.host_arch())
     old = load_lock(lock_path).go if lock_path.exists() else {}
     keep = {k: v for k, v in old.items() if k in matrix.go and k not in resolved}
     lock = Lock(go=dict(sorted({**keep, **resolved}.items())), path=lock_path)

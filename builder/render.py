@@ -20,7 +20,7 @@ from .matrix import Cell
 TEMPLATE = "Dockerfile.j2"
 GO_SOURCE = "https://go.googlesource.com/go"
 SLIM_UID = 1000
-CELL_DIR_RE = re.compile(r"^go1\.\d+(\.\d+)?-[a-z][a-z0-9]*-linux-[a-z0-9]+$")
+CELL_DIR_RE = re.compile(r"^go1\.\d+(\.\d+)?-[a-z][a-z0-9]*-linux-[a-z0-9]+(-v[0-9]+)?$")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\"\\$`]")
 
 

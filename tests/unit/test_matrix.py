@@ -90,9 +90,9 @@ def test_latest_selects_the_newest_version():
 def test_one_architecture_table_for_machines_go_and_wheels():
     from builder.matrix import GOARCHES, PLATFORMS, goarch, machine_name
 
-    assert GOARCHES == tuple(p.split("/")[1] for p in PLATFORMS)
-    assert [goarch(m) for m in ("x86_64", "aarch64", "AMD64", "arm64\n")] == [
-        "amd64", "arm64", "amd64", "arm64"]
-    assert goarch("armv7l") == "armv7l"  # unknown machines come back as given, for messages
-    assert [machine_name(a) for a in GOARCHES] == ["x86_64", "aarch64"]
+    assert GOARCHES == tuple(dict.fromkeys(p.split("/")[1] for p in PLATFORMS))
+    assert [goarch(m) for m in ("x86_64", "aarch64", "AMD64", "arm64\n", "armv7l", "armv6l")] == [
+        "amd64", "arm64", "amd64", "arm64", "arm", "arm"]
+    assert goarch("riscv64") == "riscv64"  # unknown machines come back as given, for messages
+    assert [machine_name(a) for a in GOARCHES] == ["x86_64", "aarch64", "armv7l"]
     assert all(goarch(machine_name(a)) == a for a in GOARCHES)

@@ -1,0 +1,255 @@
+"""Fleets without engines: --host and gobuild.yaml parsing, routing of platforms to hosts, the
+buildx multi-node command lines, the merge of per-host results (results.json, bench.txt with
+host: lines, compare --col host), a lost host's remaining runs, and doctor on an old engine."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from builder import doctor, fleet, hosts
+from builder.bench import benchfmt, compare, loaded, output
+from builder.bench.options import BenchOptions
+from builder.bench.results import Config, Record, Results, Sample, Target
+from builder.cli import main
+from builder.engine import EngineFacts
+from builder.errors import ConfigError, Partial
+
+# ---- --host values ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "label", "endpoint", "platforms"), [
+    ("local", "local", "local", ()),
+    ("ssh://pi@pi5.local", "pi5.local", "ssh://pi@pi5.local", ()),
+    ("pi5=ssh://pi@pi5.local:2222", "pi5", "ssh://pi@pi5.local:2222", ()),
+    ("tcp://10.0.0.5:2375", "10.0.0.5-2375", "tcp://10.0.0.5:2375", ()),
+    ("unix:///var/run/docker.sock", "local", "unix:///var/run/docker.sock", ()),
+    ("unix:///tmp/x/second.sock", "second", "unix:///tmp/x/second.sock", ()),
+    ("graviton", "graviton", "graviton", ()),  # a Docker context
+    ("label=board,platforms=linux/arm64,url=tcp://10.0.0.7:2375", "board", "tcp://10.0.0.7:2375",
+     ("linux/arm64",)),
+    ("url=ssh://pi@pi5,platforms=linux/arm64+linux/arm/v7", "pi5", "ssh://pi@pi5",
+     ("linux/arm64", "linux/arm/v7")),
+])
+def test_host_forms(text, label, endpoint, platforms):
+    h = hosts.parse(text)
+    assert (h.label, h.endpoint, h.platforms) == (label, endpoint, platforms)
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("http://pi5:2375", "unknown scheme http://"),
+    ("tcp://", "names no address"),
+    ("label=x,url=tcp://a:1,colour=red", "unknown key(s) colour"),
+    ("label=x,url=tcp://a:1,platforms=linux/sparc", "unknown platform"),
+    ("label=x,url=tcp://a:1,timeout=soon", "timeout='soon'"),
+    ("label=x,url=ssh://pi@pi5,tls=/tmp", "TLS files go with tcp://"),
+    ("label=x,url=tcp://a:2376,tls=/nonexistent/certs", "no TLS file /nonexistent/certs/ca.pem"),
+    ("bad label=tcp://a:1", "label 'bad label'"),
+    ("", "give an endpoint"),
+])
+def test_bad_hosts_are_one_line_with_the_fix(text, says):
+    with pytest.raises(ConfigError) as err:
+        hosts.parse(text)
+    assert says in err.value.message and "\n" not in err.value.message
+
+
+def test_tls_folder_names_the_three_files(tmp_path):
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_text("x")
+    h = hosts.parse(f"label=x86,url=tcp://10.0.0.5:2376,tls={tmp_path}")
+    assert h.tls == hosts.TLSFiles(ca=tmp_path / "ca.pem", cert=tmp_path / "cert.pem", key=tmp_path / "key.pem")
+    assert fleet.docker_env(h) == {"DOCKER_HOST": "tcp://10.0.0.5:2376", "DOCKER_TLS_VERIFY": "1",
+                                   "DOCKER_CERT_PATH": str(tmp_path)}
+
+
+def test_config_file_hosts_and_the_order_of_sources(tmp_path):
+    (tmp_path / "gobuild.yaml").write_text(
+        "hosts:\n  - local\n  - label: pi5\n    url: ssh://pi@pi5.local\n    platforms: [linux/arm64]\n"
+        "  - board=tcp://10.0.0.7:2375\n")
+    found = hosts.resolve((), None, tmp_path)
+    assert [(h.label, h.endpoint, h.platforms) for h in found] == [
+        ("local", "local", ()), ("pi5", "ssh://pi@pi5.local", ("linux/arm64",)),
+        ("board", "tcp://10.0.0.7:2375", ())]
+    # --host wins over the file; no file and no --host: no fleet
+    assert [h.label for h in hosts.resolve(("x=tcp://a:1",), None, tmp_path)] == ["x"]
+    assert hosts.resolve((), None, tmp_path / "nothing-here") == ()
+    with pytest.raises(ConfigError, match="given twice"):
+        hosts.resolve(("a=tcp://a:1", "a=tcp://b:1"), None, None)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("hosts: local\n")
+    with pytest.raises(ConfigError, match="must be a list"):
+        hosts.resolve((), bad, None)
+
+
+def test_cli_refuses_a_bad_host_before_any_engine():
+    result = CliRunner().invoke(main, ["bench", "--host", "ftp://pi5"])
+    assert result.exit_code == ConfigError.exit_code
+    assert "unknown scheme ftp://" in result.output and "Traceback" not in result.output
+
+
+# ---- routing and buildx ---------------------------------------------------------------------
+
+def _facts(arch: str, version: str = "26.1.5", cgroup: str = "1") -> EngineFacts:
+    return EngineFacts(version=version, api_version="1.45", os="linux", arch=arch, cgroup_version=cgroup,
+                       cgroup_driver="cgroupfs", storage_driver="overlay2", cpus=4,
+                       memory_bytes=8 * 2**30, kernel="6.1")
+
+
+def _reached(text: str, arch: str | None) -> hosts.Reached:
+    h = hosts.parse(text)
+    if arch is None:
+        return hosts.Reached(host=h, error="does not answer")
+    return hosts.Reached(host=h, client=object(), facts=_facts(arch))
+
+
+def test_each_platform_goes_to_the_host_that_builds_it_natively():
+    fleet_ = [_reached("local", "amd64"), _reached("label=board,platforms=linux/arm64,url=tcp://a:1", "amd64"),
+              _reached("pi=tcp://b:1", "arm")]
+    routes = fleet.route(["linux/amd64", "linux/arm64", "linux/arm/v7"], fleet_)
+    assert [(r.platform, r.host, r.native) for r in routes] == [
+        ("linux/amd64", "local", True), ("linux/arm64", "board", True),
+        ("linux/arm/v7", "local", False)]  # nobody declares arm/v7 (pi's engine says arm): emulated
+
+
+def test_an_unreachable_host_gets_nothing():
+    routes = fleet.route(["linux/arm64"], [_reached("local", "amd64"), _reached("pi5=tcp://b:1", None)])
+    assert [(r.host, r.native) for r in routes] == [("local", False)]
+    assert fleet.route(["linux/arm64"], [_reached("pi5=tcp://b:1", None)]) == []
+
+
+def test_buildx_create_lines_one_node_per_host():
+    argvs = fleet.buildx_create_argvs("fleet", [("fleet-local", "default", ("linux/amd64",)),
+                                                ("fleet-pi5", "ssh://pi@pi5", ("linux/arm64", "linux/arm/v7"))])
+    assert argvs == [
+        ["docker", "buildx", "create", "--name", "fleet", "--driver", "docker-container",
+         "--node", "fleet-local", "--platform", "linux/amd64", "default"],
+        ["docker", "buildx", "create", "--append", "--name", "fleet", "--driver", "docker-container",
+         "--node", "fleet-pi5", "--platform", "linux/arm64,linux/arm/v7", "ssh://pi@pi5"]]
+
+
+def test_an_existing_builder_is_reused_and_a_failed_create_says_what_it_needs():
+    ran = []
+    assert fleet.ensure_builder("fleet", [_reached("local", "amd64")],
+                                lambda argv: ran.append(argv) or 0) == []
+    assert ran == [["docker", "buildx", "inspect", "fleet"]]
+    with pytest.raises(Exception, match="moby/buildkit image"):
+        fleet.ensure_builder("fleet", [_reached("local", "amd64")], lambda argv: 1)
+
+
+def test_docker_env_per_kind():
+    assert fleet.docker_env(hosts.parse("local")) == {}
+    assert fleet.docker_env(hosts.parse("graviton")) == {"DOCKER_CONTEXT": "graviton"}
+    assert fleet.docker_env(hosts.parse("pi5=ssh://pi@pi5")) == {"DOCKER_HOST": "ssh://pi@pi5"}
+
+
+# ---- merge --------------------------------------------------------------------------------
+
+def _results(label: str, arch: str, runs: list[float], failed: int = 0) -> Results:
+    t = Target(ref=f"gobuild/go:1.22.10-slim-{arch}", image_id="sha256:1", digest=None,
+               platform=f"linux/{arch}", arch=arch, go_version="1.22.10", emulated=False, volume="v")
+    cfg = Config(suite="tooling", name="GoTooling/cmd=list-deps", target=t, argv=("go", "list"), gomaxprocs=1)
+    rec = Record(config=cfg)
+    for v in runs:
+        rec = rec.add(Sample(values={"wall_ns": v}))
+    for _ in range(failed):
+        rec = rec.add(Sample(exit_code=-1, error="boom"))
+    return Results(run_id="r1", gobuild_version="0", started="s", finished="f", status="complete",
+                   rounds_done=len(runs), options={}, limits={"requested": {}, "effective": {"cpus": 1}},
+                   host={"label": label, "cpu_model": f"{label} CPU"}, targets=(t,), records=(rec,))
+
+
+def _opts(tmp_path: Path, runs: int = 4) -> BenchOptions:
+    return BenchOptions(images=(), cpus=1.0, memory=2**30, cpuset=None, suites=("tooling",), runs=runs,
+                        warmup=0, gomaxprocs=(1,), workload=None, workload_modules=2, workload_packages=2,
+                        workload_size=None, compile_target="workload", bench_package="./benchpkg",
+                        output=tmp_path, seed=1, wait_quiet=None, quiet_load=None)
+
+
+def _outcome(text: str, arch: str, results, status="complete", error=None) -> fleet.HostOutcome:
+    return fleet.HostOutcome(host=hosts.parse(text), status=status, error=error, facts=_facts(arch),
+                             results=results, profiles={})
+
+
+def test_merged_results_name_every_host_and_bench_txt_has_a_host_line(tmp_path):
+    outcomes = [_outcome("local", "amd64", _results("local", "amd64", [1e9, 1.1e9, 1.2e9, 1.3e9])),
+                _outcome("pi5=tcp://b:1", "amd64", _results("pi5", "amd64", [2e9, 2.1e9, 2.2e9, 2.3e9])),
+                fleet.HostOutcome(host=hosts.parse("gone=tcp://c:1"), status="unreachable",
+                                  error="does not answer")]
+    merged, _ = fleet.merge(outcomes, _opts(tmp_path), "r1", "s", tmp_path)
+    data = merged.to_json()
+    assert data["status"] == "partial"
+    assert [(h["label"], h["status"]) for h in data["hosts"]] == [
+        ("local", "complete"), ("pi5", "complete"), ("gone", "unreachable")]
+    assert [t["config"] for t in data["targets"]] == ["gobuild/go:1.22.10-slim-amd64@local",
+                                                      "gobuild/go:1.22.10-slim-amd64@pi5"]
+    assert {r["host"] for r in data["suites"]["tooling"]} == {"local", "pi5"}
+    parsed = benchfmt.parse(output.bench_txt(merged))
+    assert sorted({r.config["host"] for r in parsed}) == ["local", "pi5"]
+    assert {r.config["host"]: r.config["cpu"] for r in parsed} == {"local": "local CPU", "pi5": "pi5 CPU"}
+    assert all("config" not in r.config for r in parsed)  # the host line keeps them apart
+    by_host = {h: [r.values["ns/op"] for r in parsed if r.config["host"] == h] for h in ("local", "pi5")}
+    assert by_host == {"local": [1e9, 1.1e9, 1.2e9, 1.3e9], "pi5": [2e9, 2.1e9, 2.2e9, 2.3e9]}
+    # read back: compare --col host puts the hosts side by side
+    run = loaded.from_json(json.loads(json.dumps(data)), tmp_path / "results.json")
+    cmp = compare.compare_columns(run, "host")
+    assert (cmp.base, cmp.others) == ("local", ("pi5",))
+    assert [r.table for r in cmp.rows] == ["go1.22.10 linux/amd64"]
+    assert cmp.rows[0].significant and cmp.rows[0].verdict == "worse"
+
+
+def test_a_lost_hosts_remaining_runs_fail_with_the_reason_and_keep_what_was_measured():
+    res = fleet.remaining_failed(_results("pi5", "arm64", [1e9, 1.1e9]), 5, "host pi5 lost: timed out")
+    rec = res.records[0]
+    assert rec.values("wall_ns") == [1e9, 1.1e9]
+    assert [s.error for s in rec.failed] == ["host pi5 lost: timed out"] * 3
+    assert res.failed_runs == 3
+
+
+def test_fleet_warnings_in_compare(tmp_path):
+    old, _ = fleet.merge([_outcome("local", "amd64", _results("local", "amd64", [1e9] * 4))],
+                         _opts(tmp_path), "r1", "s", tmp_path)
+    new, _ = fleet.merge([_outcome("local", "amd64", _results("local", "amd64", [1e9] * 4)),
+                          _outcome("pi5=tcp://b:1", "arm64", None, "lost", "timed out")],
+                         _opts(tmp_path), "r2", "s", tmp_path)
+    runs = [loaded.from_json(json.loads(json.dumps(r.to_json())), tmp_path / "results.json") for r in (old, new)]
+    warns = compare.fleet_warnings(runs[0], runs[1], "old", "new")
+    assert "host pi5 only in new" in warns
+    assert "new: host pi5 lost: timed out" in warns
+
+
+def test_partial_has_its_own_exit_code():
+    assert Partial.exit_code == 10
+    assert len({c.exit_code for c in (Partial, ConfigError)}) == 2
+
+
+# ---- doctor on an old engine --------------------------------------------------------------
+
+def test_doctor_names_what_engine_20_10_lacks():
+    gaps = doctor.engine_gaps(_facts("amd64", version="20.10.24+dfsg1"))
+    assert any("SOURCE_DATE_EPOCH (BuildKit 0.11)" in g and "24.0" in g for g in gaps)
+    assert any("rewrite-timestamp (BuildKit 0.13)" in g and "26.0" in g for g in gaps)
+    assert not any("older than" in g for g in gaps)  # 20.10 is supported
+
+
+def test_doctor_engine_gaps_by_release():
+    assert doctor.engine_gaps(_facts("amd64", version="26.1.5+dfsg1")) == []
+    assert [g.split(" before")[0] for g in doctor.engine_gaps(_facts("amd64", version="24.0.7"))] == [
+        "no rewrite-timestamp (BuildKit 0.13)"]
+    assert any("older than 20.10" in g for g in doctor.engine_gaps(_facts("amd64", version="19.03.15")))
+    assert "not understood" in doctor.engine_gaps(_facts("amd64", version="dev"))[0]
+
+
+def test_doctor_host_lines_for_an_unreachable_and_an_old_engine(monkeypatch):
+    monkeypatch.setattr(doctor, "_buildx_on", lambda name, env: doctor.Check(name=f"{name} buildx", ok=True,
+                                                                             detail="BuildKit v0.8.2"))
+    old = hosts.Reached(host=hosts.parse("old=tcp://a:1"), client=object(), facts=_facts("arm64", "20.10.24"))
+    gone = hosts.Reached(host=hosts.parse("gone=tcp://b:1"), error="host gone does not answer")
+    report = doctor.Report(checks=[*doctor.host_checks(old), *doctor.host_checks(gone)])
+    text = report.text()
+    assert "host old" in text and "linux/arm64, 4 CPUs, 8.0 GiB, cgroup v1" in text
+    assert "MISSING host old features" in text and "SOURCE_DATE_EPOCH" in text
+    assert "MISSING host gone" in text
+    assert not report.ok  # an unreachable host fails doctor; an old engine alone does not
+    assert doctor.Report(checks=doctor.host_checks(old)).ok
