@@ -20,7 +20,7 @@ import docker
 import docker.errors
 
 from . import base as bases
-from . import crossbuild, engine, prune, reproducible, signature, toolchains
+from . import crossbuild, engine, prune, reproducible, sbom, signature, toolchains
 from .errors import BuildError
 from .lock import Artifact, Lock, Release
 from .matrix import Cell
@@ -94,6 +94,7 @@ class Built:
     variant: str
     status: str  # "built" or "up-to-date"
     signature: str = "unavailable"  # the release signature's verdict: verified or unavailable
+    sbom_sha256: str | None = None  # label io.gobuild.sbom.sha256; the file: sbom.path()
 
     def as_json(self) -> dict:
         return {
@@ -101,6 +102,8 @@ class Built:
             "image_id": self.image_id, "size": self.size,
             "toolchain_sha256": self.toolchain_sha256, "go_version": self.go_version,
             "variant": self.variant, "status": self.status, "signature": self.signature,
+            "sbom_sha256": self.sbom_sha256,
+            "sbom": str(sbom.path(toolchains.cache_dir(), self.sbom_sha256)) if self.sbom_sha256 else None,
         }
 
 
@@ -149,7 +152,9 @@ def _run_build(client: docker.DockerClient, p: Planned, folder: Path, use_buildx
     if use_buildx:
         proc = subprocess.run(
             [*buildx_argv(folder, p.tag, p.cell.platform, p.base_ref, p.digest)[:-1],
-             *signature.label_args(p.artifact), str(folder)],
+             *signature.label_args(p.artifact),
+             *sbom.label_args(client, image=p.tag, release=p.release, artifact=p.artifact,
+                              base_ref=p.base_ref), str(folder)],
             stdout=sys.stderr, stderr=sys.stderr, check=False,
             # the image's created time and history: the release's date (engines >= 23; older ones ignore it)
             env={**os.environ, "SOURCE_DATE_EPOCH": str(reproducible.source_date_epoch(p.release))},
@@ -178,6 +183,7 @@ def built(client: docker.DockerClient, p: Planned, status: str) -> Built:
         id=p.cell.id, tag=p.tag, platform=p.cell.platform, image_id=img.id,
         size=int(img.attrs.get("Size", 0)), toolchain_sha256=p.artifact.sha256,
         signature=(img.labels or {}).get(signature.LABEL, signature.UNAVAILABLE),
+        sbom_sha256=(img.labels or {}).get(sbom.LABEL),
         go_version=p.release.version, variant=p.cell.variant.name, status=status,
     )
 

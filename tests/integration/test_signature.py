@@ -5,6 +5,7 @@ label and --json; a tampered one is exit 4 with one line naming the file and the
 nothing is built or left in the cache."""
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -81,7 +82,20 @@ def test_a_good_signature_is_verified_in_the_label_and_json(site, signer, docker
         proc = images(workdir, keyring, fpr)
         assert proc.returncode == 0, proc.stderr
         assert [(i["tag"], i["signature"]) for i in json.loads(proc.stdout)] == [(TAG, "verified")]
-        assert docker_client.images.get(TAG).labels["io.gobuild.toolchain.signature"] == "verified"
+        labels = docker_client.images.get(TAG).labels
+        assert labels["io.gobuild.toolchain.signature"] == "verified"
+        # the SBOM: beside the --json output (named there), its digest in a label
+        entry = json.loads(proc.stdout)[0]
+        sbom_file = Path(entry["sbom"])
+        assert hashlib.sha256(sbom_file.read_bytes()).hexdigest() == entry["sbom_sha256"] \
+            == labels["io.gobuild.sbom.sha256"]
+        bom = json.loads(sbom_file.read_text())
+        go = next(c for c in bom["components"] if c["name"] == "go")
+        assert go["version"] == VERSION and go["hashes"][0]["content"] == lock["go"]["1.22"][
+            "files"]["amd64"]["sha256"]
+        assert {"name": "gobuild:signature", "value": "verified"} in go["properties"]
+        debs = {c["name"] for c in bom["components"] if c["purl"].startswith("pkg:deb/")}
+        assert {"bash", "libc6", "ca-certificates"} <= debs  # the base's dpkg status
         assert f"/dl/{ARCHIVE}.asc" in served.requests
     finally:
         try:
@@ -106,7 +120,7 @@ def test_a_tampered_signature_is_exit_4_naming_file_and_key(site, signer, docker
 
 def test_a_signature_by_another_key_is_refused(site, signer):
     """Signed well, but by a key that is not the pinned one (it is in the keyring)."""
-    served, workdir = site
+    _, workdir = site
     _, fpr, keyring = signer
     other = "0" * 40
     proc = images(workdir, keyring, other)
