@@ -9,6 +9,7 @@ Each test leaves no containers, volumes, tags, mounts or temp files behind, and 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from builder import toolchains
 from builder.errors import ConfigError, SourceError
 from builder.lock import Artifact
+from tests.integration.conftest import gobuild
 from tests.standins import GoDev, Served
 
 BIG = os.urandom(3 << 20)  # 3 MiB that do not compress: bigger than the 2 MiB tmpfs
@@ -103,3 +105,197 @@ def test_a_connection_that_keeps_dropping_is_a_clear_error_then_resumes(served, 
     path, n = toolchains.fetch(cache, art)  # the next run resumes what was kept
     assert served.ranges[-1] == (f"/dl/{BIG_NAME}", f"bytes={kept}-")
     assert n == len(BIG) - kept and path.read_bytes() == BIG and not partial.exists()
+
+
+HANG_IMAGE = "gobuild/go:1.27.3-slim-amd64"  # already built (native here: no emulation)
+
+
+def gobuild_labelled(docker_client) -> list:
+    """Every container, volume and network that any gobuild run labelled and left."""
+    label = {"label": "io.gobuild.run"}
+    return (docker_client.containers.list(all=True, filters=label)
+            + docker_client.volumes.list(filters=label) + docker_client.networks.list(filters=label))
+
+
+def test_a_hung_bench_run_is_killed_and_recorded_as_failed(docker_client, tmp_path):
+    """A workload whose benchmark never returns: the measured run is killed at --run-timeout,
+    recorded as failed with the reason, and the bench exits 8 with its results kept."""
+    module = tmp_path / "hang"
+    module.mkdir()
+    (module / "go.mod").write_text("module example.com/hang\n\ngo 1.21\n")
+    (module / "hang_test.go").write_text(
+        'package hang\n\nimport (\n\t"testing"\n\t"time"\n)\n\n'
+        "func BenchmarkHang(b *testing.B) { time.Sleep(time.Hour) }\n")
+    (module / "hang.go").write_text("package hang\n")
+    before = {c.id for c in gobuild_labelled(docker_client)}
+    out = tmp_path / "results"
+    proc = gobuild("bench", "--image", HANG_IMAGE, "--workload", str(module), "--suite", "gotest",
+                   "--runs", "1", "--warmup", "0", "--run-timeout", "8s", "--cpus", "1",
+                   "--memory", "1g", "--output", str(out), "--json", "-q", check=False, timeout=600)
+    assert proc.returncode == 8, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("Error: 1 measured run(s) failed")
+    data = json.loads((out / "results.json").read_text())
+    failed = [f for recs in data["suites"].values() for r in recs for f in r["failed"]]
+    assert len(failed) == 1 and failed[0]["error"].startswith("timed out: killed after --run-timeout")
+    assert data["status"] == "complete" and data["failed_runs"] == 1
+    assert {c.id for c in gobuild_labelled(docker_client)} <= before  # nothing of this run left
+
+
+class Registry:
+    """A docker-registry process of this test's own (the session's `registry` fixture is shared
+    and must stay up), stopped and started again by its pid, on one port and one storage."""
+
+    def __init__(self, folder: Path):
+        import shutil
+
+        from tests.integration.conftest import _free_port
+
+        self.exe = shutil.which("docker-registry")
+        assert self.exe, "docker-registry is not installed: run 'make setup'"
+        self.folder, self.port = folder, _free_port()
+        self.config = folder / "config.yml"
+        self.config.write_text(json.dumps({
+            "version": 0.1, "log": {"level": "warn"},
+            "storage": {"filesystem": {"rootdirectory": str(folder / "data")}},
+            "http": {"addr": f"127.0.0.1:{self.port}"}}))
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import time
+        import urllib.request
+
+        self.proc = subprocess.Popen([self.exe, "serve", str(self.config)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("docker-registry did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def tags(self, repo: str) -> list[str]:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://{self.host}/v2/{repo}/tags/list", timeout=5) as r:
+                return sorted(json.load(r).get("tags") or [])
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return []
+            raise
+
+
+@pytest.fixture
+def own_registry(tmp_path):
+    reg = Registry(tmp_path)
+    reg.start()
+    try:
+        yield reg
+    finally:
+        reg.stop()
+
+
+@pytest.fixture
+def tiny_images(docker_client, tmp_path):
+    """Two one-file images (linux/amd64 and linux/arm64, FROM scratch: nothing runs), in the
+    per-arch tag scheme; removed afterwards with every tag this test gave them."""
+    import io
+    import tarfile
+
+    from builder.build import Built
+
+    built = []
+    for arch in ("amd64", "arm64"):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            for name, data in (("Dockerfile", b"FROM scratch\nCOPY f /f\n"), ("f", arch.encode() * 4096)):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+        buf.seek(0)
+        tag = f"gobuild-faults/go:1.0.0-tiny-{arch}"
+        image, _ = docker_client.images.build(fileobj=buf, custom_context=True, tag=tag,
+                                              platform=f"linux/{arch}", rm=True)
+        built.append(Built(id=f"go1.0-tiny-linux-{arch}", tag=tag, platform=f"linux/{arch}",
+                           image_id=image.id, size=0, toolchain_sha256="0" * 64,
+                           go_version="1.0.0", variant="tiny", status="built"))
+    try:
+        yield built
+    finally:
+        for b in built:
+            for ref in docker_client.images.get(b.image_id).tags:
+                docker_client.images.remove(ref, noprune=False)
+        assert not [t for i in docker_client.images.list() for t in i.tags if "1.0.0-tiny" in t]
+
+
+def test_a_registry_gone_mid_push_retries_then_fails_and_joins_nothing(docker_client, own_registry,
+                                                                        tiny_images, monkeypatch):
+    """The registry stops after the first image is pushed: the second push is tried
+    PUSH_ATTEMPTS times, then fails with one line; no multi-arch tag exists afterwards (the
+    pipeline joins only after every push), and the failed push's local tag is gone."""
+    from builder import registry
+    from builder.errors import RegistryError
+
+    monkeypatch.setattr(registry, "PUSH_BACKOFF_S", 0.2)
+    real = registry._push_once
+    attempts: list[str] = []
+
+    def stop_before_the_second(client, ref):  # the registry goes away between the two pushes
+        attempts.append(ref)
+        if ref.endswith("-arm64"):
+            own_registry.stop()
+        return real(client, ref)
+
+    monkeypatch.setattr(registry, "_push_once", stop_before_the_second)
+    name = f"{own_registry.host}/faults"
+    with pytest.raises(RegistryError) as err:
+        pushed = registry.push(docker_client, tiny_images, name)
+        registry.join_pushed(name, pushed)  # what pipeline.build_images does next
+    assert "\n" not in err.value.message and "-arm64" in err.value.message
+    assert f"({registry.PUSH_ATTEMPTS} attempts)" in err.value.message
+    assert [a.rsplit("-", 1)[1] for a in attempts] == ["amd64"] + ["arm64"] * registry.PUSH_ATTEMPTS
+    local = [t for i in docker_client.images.list(name=f"{name}/go") for t in i.tags
+             if t.startswith(f"{name}/")]
+    assert local == [f"{name}/go:1.0.0-tiny-amd64"]  # the pushed one; the failed one's tag is gone
+    own_registry.start()  # same storage: what the registry holds now
+    assert own_registry.tags("faults/go") == ["1.0.0-tiny-amd64"]  # no 1.0.0-tiny, no 1.0-tiny
+
+
+def test_a_registry_back_within_the_retries_gets_the_push_and_the_join(docker_client, own_registry,
+                                                                      tiny_images, monkeypatch):
+    import threading
+
+    from builder import registry
+
+    monkeypatch.setattr(registry, "PUSH_BACKOFF_S", 1.0)
+    real = registry._push_once
+    attempts: list[str] = []
+
+    def bounce(client, ref):  # stopped for the arm64 push's first attempt, back 0.5 s later
+        attempts.append(ref)
+        if ref.endswith("-arm64") and attempts.count(ref) == 1:
+            own_registry.stop()
+            threading.Timer(0.5, own_registry.start).start()
+        return real(client, ref)
+
+    monkeypatch.setattr(registry, "_push_once", bounce)
+    name = f"{own_registry.host}/faults"
+    pushed = registry.push(docker_client, tiny_images, name)
+    joined = registry.join_pushed(name, pushed)
+    assert len([a for a in attempts if a.endswith("-arm64")]) >= 2  # it did retry
+    assert set(joined[0].manifests) == {"linux/amd64", "linux/arm64"}
+    assert own_registry.tags("faults/go") == ["1.0-tiny", "1.0.0-tiny", "1.0.0-tiny-amd64",
+                                              "1.0.0-tiny-arm64"]
+    index = registry.describe(f"{name}/go:1.0.0-tiny")
+    assert {m["digest"] for m in index["manifests"]} == {p.digest for p in pushed}
