@@ -5,11 +5,19 @@ import sys
 from pathlib import Path
 
 import click
+import requests
 
 from . import __version__, cli_bench, cli_ci, cli_images, cli_report, cli_run, pipeline
 from .base import DEBIAN_MIRROR
 from .base import SUITES as DEBIAN_SUITES
-from .errors import CheckFailed, ConfigError, GobuildError, Interrupted, UnexpectedError
+from .errors import (
+    CheckFailed,
+    ConfigError,
+    EngineError,
+    GobuildError,
+    Interrupted,
+    UnexpectedError,
+)
 from .inputs import (
     Inputs,
     defaults,
@@ -41,6 +49,10 @@ class Group(click.Group):
         except Exception as exc:
             if ctx.params.get("debug"):
                 raise
+            if isinstance(exc, requests.exceptions.ConnectionError):  # mid-run: the engine went away
+                raise EngineError(f"the Docker engine stopped answering ({type(exc).__name__}): "
+                                  "start it again; 'gobuild bench --cleanup' then removes what "
+                                  "the run left") from None
             raise UnexpectedError(
                 f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for a traceback)"
             ) from None

@@ -419,10 +419,26 @@ class Container:
                 on_output(chunk, is_stderr)
 
     def _wait(self) -> Finished:
+        try:
+            return self._wait_answered()
+        except requests.exceptions.ConnectionError:  # the engine went away (stopped, crashed)
+            raise EngineError(f"the engine stopped answering while {self.name} ran: start it "
+                              "again; 'gobuild bench --cleanup' then removes what was left") from None
+
+    def _wait_answered(self) -> Finished:
         timed_out = False
         try:
             status = self._ctr.wait(timeout=self.spec.timeout)
-        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+        except requests.exceptions.ConnectionError as exc:
+            # docker-py reports a wait past its timeout as a ConnectionError wrapping a read
+            # timeout; anything else is an engine that no longer answers.
+            if not isinstance(exc, requests.exceptions.ReadTimeout) and "timed out" not in str(exc):
+                raise
+            timed_out = True
+            with contextlib.suppress(docker.errors.APIError):
+                self._ctr.kill()
+            status = {"StatusCode": -1}
+        except requests.exceptions.ReadTimeout:
             timed_out = True
             with contextlib.suppress(docker.errors.APIError):
                 self._ctr.kill()

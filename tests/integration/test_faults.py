@@ -299,3 +299,108 @@ def test_a_registry_back_within_the_retries_gets_the_push_and_the_join(docker_cl
                                               "1.0.0-tiny-arm64"]
     index = registry.describe(f"{name}/go:1.0.0-tiny")
     assert {m["digest"] for m in index["manifests"]} == {p.digest for p in pushed}
+
+
+def slow_module(folder: Path, seconds: float) -> Path:
+    """A Go module whose one benchmark takes `seconds` an operation (b.N stays 1)."""
+    folder.mkdir()
+    (folder / "go.mod").write_text("module example.com/slow\n\ngo 1.21\n")
+    (folder / "slow.go").write_text("package slow\n")
+    (folder / "slow_test.go").write_text(
+        'package slow\n\nimport (\n\t"testing"\n\t"time"\n)\n\n'
+        f"func BenchmarkSlow(b *testing.B) {{\n\tfor i := 0; i < b.N; i++ {{\n"
+        f"\t\ttime.Sleep({int(seconds * 1000)} * time.Millisecond)\n\t}}\n}}\n")
+    return folder
+
+
+def test_an_engine_stopping_during_a_bench_keeps_the_measured_rounds(tmp_path):
+    """The second engine (never the main one) stops after the first measured round: gobuild
+    exits 5 with one line naming the fix, results.json keeps the round it measured, and once
+    the engine is back, 'gobuild bench --cleanup' removes every container and volume the run
+    left there."""
+    import time
+
+    from tests.second_engine import SecondEngine
+
+    module = slow_module(tmp_path / "slow", 2.0)
+    out = tmp_path / "results"
+    with SecondEngine(tmp_path / "engine") as second:
+        second.load(HANG_IMAGE)
+        env = second.env()
+        proc = subprocess.Popen(
+            [str(Path(os.sys.executable).parent / "gobuild"), "bench", "--image", HANG_IMAGE,
+             "--workload", str(module), "--suite", "gotest", "--runs", "4", "--warmup", "0",
+             "--cpus", "1", "--memory", "1g", "--output", str(out), "-q"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 600
+            while not (out / "results.json").exists():  # written after each measured round
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "no measured round in 10 minutes"
+                time.sleep(0.2)
+            second.stop()
+            _, stderr = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 5, stderr
+        last = stderr.strip().splitlines()[-1]
+        assert "engine stopped answering" in last and "gobuild bench --cleanup" in last, stderr
+        assert "Traceback" not in stderr
+        data = json.loads((out / "results.json").read_text())
+        assert data["status"] == "failed" and data["rounds_done"] >= 1
+        assert data["error"]  # what ended it
+        samples = [s for recs in data["suites"].values() for r in recs for s in r["samples"]]
+        assert len(samples) >= 1  # the measured round is kept
+
+        second.start()
+        client = second.client()
+        left = gobuild_labelled(client)
+        cleaned = subprocess.run(
+            [str(Path(os.sys.executable).parent / "gobuild"), "bench", "--cleanup"],
+            env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert cleaned.returncode == 0, cleaned.stderr
+        assert gobuild_labelled(client) == []
+        assert left == [] or "removed" in cleaned.stdout
+
+
+def test_an_engine_stopping_during_a_build_leaves_no_tag(tmp_path):
+    """The second engine stops while buildx builds a cell there: gobuild exits with one line
+    (the engine's or the build's class), and once the engine is back it holds no tag of that
+    image and no container or volume of gobuild."""
+    import time
+
+    from tests.second_engine import SecondEngine
+
+    tag = "gobuild/go:1.22.10-bookworm-amd64"
+    with SecondEngine(tmp_path / "engine") as second:
+        second.load("gobuild/base:bookworm-amd64")
+        env = second.env()
+        proc = subprocess.Popen(
+            [str(Path(os.sys.executable).parent / "gobuild"), "images", "--go", "1.22",
+             "--platform", "linux/amd64", "--variant", "bookworm"],
+            cwd=Path(__file__).resolve().parents[2], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        seen = []
+        try:
+            for line in proc.stderr:  # buildx's plain progress: stop once it sends the context
+                seen.append(line)
+                if "load build context" in line:
+                    break
+            time.sleep(1)
+            second.stop()
+            rest = proc.stderr.read()
+            proc.wait(300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        stderr = "".join(seen) + rest
+        assert proc.returncode in (5, 6), stderr
+        last = stderr.strip().splitlines()[-1]
+        assert last.startswith("Error: ") and "Traceback" not in stderr, stderr
+        assert "bookworm" in last or "engine" in last, last
+
+        second.start()
+        client = second.client()
+        assert not [t for i in client.images.list() for t in i.tags if t == tag]
+        assert client.containers.list(all=True) == [] and gobuild_labelled(client) == []
