@@ -20,10 +20,10 @@ import docker
 import docker.errors
 
 from . import base as bases
-from . import crossbuild, engine, prune, reproducible, sbom, signature, toolchains
+from . import crossbuild, engine, prune, reproducible, sbom, signature, toolchains, userland
 from .errors import BuildError
 from .lock import Artifact, Lock, Release
-from .matrix import Cell
+from .matrix import Cell, debian_arch
 from .render import Context
 
 IMAGE_REPO = "gobuild/go"
@@ -48,14 +48,15 @@ def multiarch_tags(release: Release, cell: Cell, repo: str) -> list[str]:
 
 
 def input_digest(ctx: Context, artifact: Artifact, base_image_id: str) -> str:
-    """sha256 over every input of a build: rendered files, toolchain, base image, prune list."""
+    """sha256 over every input of a build: rendered files, toolchain, base image (for slim:
+    the userland's digest), the prune groups and how they are applied."""
     h = hashlib.sha256()
     for name, content in sorted(ctx.files.items()):
         h.update(f"file {name} {len(content)}\n".encode())
         h.update(content.encode())
     h.update(f"toolchain {artifact.sha256}\nbase {base_image_id}\n".encode())
-    if ctx.cell.variant.kind == "slim":
-        h.update(json.dumps(prune.PRUNE).encode())
+    if ctx.cell.variant.prune:
+        h.update(prune.fingerprint(ctx.cell.variant.prune).encode())
     return h.hexdigest()
 
 
@@ -64,7 +65,7 @@ def buildx_argv(context_dir: Path, tag: str, platform: str, base_ref: str, diges
         "docker", "buildx", "build", "--load", "--progress=plain",
         "--platform", platform,
         "--tag", tag,
-        "--build-arg", f"BASE={base_ref}",
+        *(["--build-arg", f"BASE={base_ref}"] if base_ref else []),  # slim has no base
         "--label", f"{INPUT_LABEL}={digest}",
         str(context_dir),
     ]
@@ -77,9 +78,10 @@ class Planned:
     artifact: Artifact
     context: Context
     tag: str
-    base_ref: str
+    base_ref: str  # "" for slim: it is made FROM scratch and the userland
     digest: str
     up_to_date: bool
+    userland: userland.Userland | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,16 +109,27 @@ class Built:
         }
 
 
-def plan(client: docker.DockerClient, contexts: list[Context], lock: Lock) -> list[Planned]:
+def plan(client: docker.DockerClient, contexts: list[Context], lock: Lock,
+         cache_root: Path | None = None) -> list[Planned]:
     planned = []
     base_ids: dict[tuple[str, str], tuple[str, str]] = {}
+    lands: dict[tuple[str, str], userland.Userland] = {}
     for ctx in contexts:
         cell = ctx.cell
-        key = (cell.variant.base, cell.arch_tag)
-        if key not in base_ids:
-            ref = bases.choose(client, cell.variant, cell.arch_tag)
-            base_ids[key] = (ref, client.images.get(ref).id)
-        base_ref, base_id = base_ids[key]
+        land = None
+        if cell.variant.kind == "slim":  # no base image: the userland is files in the context
+            key = (bases.suite_of(cell.variant), debian_arch(cell.platform))
+            if key not in lands:
+                lands[key] = userland.ensure(cache_root or toolchains.cache_dir(), *key,
+                                             bases.DEBIAN_MIRROR)
+            land = lands[key]
+            base_ref, base_id = "", f"userland {land.digest}"
+        else:
+            key = (cell.variant.base, cell.arch_tag)
+            if key not in base_ids:
+                ref = bases.choose(client, cell.variant, cell.arch_tag)
+                base_ids[key] = (ref, client.images.get(ref).id)
+            base_ref, base_id = base_ids[key]
         release, artifact = lock.release(cell), lock.artifact(cell)
         tag = image_tag(release, cell)
         digest = input_digest(ctx, artifact, base_id)
@@ -124,31 +137,38 @@ def plan(client: docker.DockerClient, contexts: list[Context], lock: Lock) -> li
         planned.append(Planned(
             cell=cell, release=release, artifact=artifact, context=ctx, tag=tag,
             base_ref=base_ref, digest=digest,
-            up_to_date=bool(labels) and labels.get(INPUT_LABEL) == digest,
+            up_to_date=bool(labels) and labels.get(INPUT_LABEL) == digest, userland=land,
         ))
     return planned
 
 
 def assemble(work: Path, p: Planned, tree: Path) -> Path:
-    """A build context: the rendered files plus go/ hard-linked from the unpacked tree."""
+    """A build context: the rendered files, go/ hard-linked from the unpacked tree (less what
+    the variant prunes; stripped tools are copies), and for slim the userland's trees."""
     folder = Path(tempfile.mkdtemp(prefix=f"{p.cell.id}-", dir=work))
     for name, content in p.context.files.items():
         (folder / name).write_text(content, encoding="utf-8")
-    slim = p.cell.variant.kind == "slim"
-    for rel in prune.kept_files(tree, prune=slim):
+    groups = p.cell.variant.prune
+    strip = prune.strip_tool() if prune.SYMBOLS in groups else None
+    for rel in prune.kept_files(tree, groups, p.cell.platform):
         src, dst = tree / rel, folder / "go" / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
+        if strip and prune.is_tool_binary(rel):
+            prune.strip_into(src, dst, strip)
+            continue
         try:
             os.link(src, dst)
         except OSError:
             shutil.copy2(src, dst)
+    if p.userland is not None:
+        userland.write_tree(folder, p.userland, p.context.files["passwd"], p.context.files["group"])
     if p.cell.goarm is not None:
         crossbuild.set_goarm(folder / "go" / "go.env", p.cell.goarm, p.cell.platform)
     return folder
 
 
 def _run_build(client: docker.DockerClient, p: Planned, folder: Path, use_buildx: bool) -> None:
-    print(f"gobuild: building {p.tag} ({p.cell.platform}) FROM {p.base_ref}", file=sys.stderr)
+    print(f"gobuild: building {p.tag} ({p.cell.platform}) FROM {p.base_ref or 'scratch'}", file=sys.stderr)
     if use_buildx:
         proc = subprocess.run(
             [*buildx_argv(folder, p.tag, p.cell.platform, p.base_ref, p.digest)[:-1],
@@ -167,7 +187,7 @@ def _run_build(client: docker.DockerClient, p: Planned, folder: Path, use_buildx
         return
     try:  # docker-py's classic builder, when buildx is absent
         for line in client.api.build(path=str(folder), tag=p.tag, platform=p.cell.platform,
-                                     buildargs={"BASE": p.base_ref}, labels={INPUT_LABEL: p.digest},
+                                     buildargs={"BASE": p.base_ref} if p.base_ref else {}, labels={INPUT_LABEL: p.digest},
                                      pull=False, rm=True, forcerm=True, decode=True):
             if "stream" in line:
                 sys.stderr.write(line["stream"])

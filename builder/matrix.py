@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 
 from .errors import ConfigError
+from .prune import GROUP_NAMES as PRUNE_GROUPS
 
 # linux/arm/v7 and linux/arm/v6 are the 32-bit Raspberry Pis (v6: Pi Zero and Pi 1).
 PLATFORMS: tuple[str, ...] = ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6")
@@ -85,7 +86,7 @@ IMAGE_REF_RE = re.compile(
 )
 
 TOP_KEYS = ("go", "platforms", "variants")
-VARIANT_KEYS = ("kind", "base", "packages", "description")
+VARIANT_KEYS = ("kind", "base", "packages", "description", "prune")
 
 
 def closest(word: str, choices: tuple[str, ...] | list[str]) -> str:
@@ -106,6 +107,7 @@ class Variant:
     base: str
     packages: tuple[str, ...] = ()
     description: str = ""
+    prune: tuple[str, ...] = ()  # group names of builder/prune.py, in that file's order
 
     @property
     def cgo(self) -> bool:
@@ -230,8 +232,24 @@ def _variant(path: Path, name: Any, data: Any) -> Variant:
     if not isinstance(description, str) or "\n" in description or "\r" in description:
         raise ConfigError(f"{where}.description: must be one line of text")
     return Variant(
-        name=name, kind=kind, base=base, packages=tuple(packages), description=description
+        name=name, kind=kind, base=base, packages=tuple(packages), description=description,
+        prune=_prune_groups(where, data.get("prune", PRUNE_GROUPS if kind == "slim" else [])),
     )
+
+
+def _prune_groups(where: str, value: Any) -> tuple[str, ...]:
+    """A variant's prune list (slim prunes every group unless it says otherwise)."""
+    if isinstance(value, tuple):
+        value = list(value)
+    if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
+        raise ConfigError(f"{where}.prune: must be a list of group names ({', '.join(PRUNE_GROUPS)})")
+    for name in value:
+        if name not in PRUNE_GROUPS:
+            raise ConfigError(
+                f"{where}.prune: unknown group {_one_line(name)}{closest(name, PRUNE_GROUPS)}; "
+                f"groups: {', '.join(PRUNE_GROUPS)}"
+            )
+    return tuple(g for g in PRUNE_GROUPS if g in value)
 
 
 def parse_matrix(text: str, path: Path) -> Matrix:

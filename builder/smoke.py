@@ -1,6 +1,7 @@
 """Smoke test of a built image, run the way a CI container job would run it (sh -c, offline)."""
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 
@@ -50,6 +51,34 @@ EOF
 go build -o /tmp/smoke/hello .
 /tmp/smoke/hello
 go test -count=1 ./...
+go vet ./... && echo "vet ok"
+# What every image keeps, whatever it prunes (README: slim and its prune groups): a rebuild of
+# the unchanged module compiles nothing (the tools' build IDs still key the cache), build info.
+go build -x -o /tmp/smoke/hello2 . 2>/tmp/smoke/rebuild.log
+if grep -q '/compile ' /tmp/smoke/rebuild.log; then echo "rebuild compiled"; else echo "rebuild cached"; fi
+go version -m /tmp/smoke/hello | grep -q 'path.*example.com/smoke' && echo "buildinfo ok"
+go version -m "$(go env GOTOOLDIR)/compile" | grep -q 'path.*cmd/compile' && echo "tool buildinfo ok"
+echo "certs $(grep -c 'BEGIN CERTIFICATE' /etc/ssl/certs/ca-certificates.crt)"
+echo "owners $(stat -c %u /go /go/src /go/bin /home/gopher 2>/dev/null | tr '\n' ' ')"
+# Each pruned group: what the README says stops working does stop (GOBUILD_PRUNE: the image's
+# io.gobuild.prune label); the module above still built, tested and vetted.
+GOROOT=$(go env GOROOT) TOOLS=$(go env GOTOOLDIR)
+for g in $(echo "${GOBUILD_PRUNE:-}" | tr , ' '); do
+  case $g in
+    docs) test ! -e "$GOROOT/doc" && test ! -e "$GOROOT/api" ;;
+    tests) go test fmt 2>&1 | grep -q 'no test files' ;;
+    generators) test -z "$(find "$GOROOT/src" -type d -name '_*')" ;;
+    cmd-source) go list cmd/go 2>&1 | grep -q 'not in std' ;;
+    tools) go fmt ./... 2>&1 | grep -q gofmt && go tool nm -h 2>&1 | grep -q 'no such tool' ;;
+    cgo) go tool cgo -V 2>&1 | grep -q 'no such tool' ;;
+    fips-snapshots) test ! -e "$GOROOT/lib/fips140" ;;
+    cover) go tool cover -h 2>&1 | grep -q 'no such tool' ;;  # what go test -cover runs
+    pgo) test ! -e "$TOOLS/preprofile" ;;
+    other-platforms) GOOS=windows go build -o /dev/null . 2>&1 | grep -q 'exclude all Go files' ;;
+    symbols) true ;;  # proved by "rebuild cached" and "tool buildinfo ok"
+    *) false ;;
+  esac && echo "pruned $g: as documented"
+done
 if [ "${CGO_ENABLED:-0}" = 1 ]; then
   mkdir -p /tmp/smoke/cgo && cd /tmp/smoke/cgo
   printf 'module example.com/cgo\n\ngo 1.21\n' > go.mod
@@ -78,9 +107,22 @@ class SmokeResult:
     output: str
 
 
-def check_output(image: Built, output: str, cgo: bool) -> list[str]:
+def check_output(image: Built, output: str, cgo: bool, pruned: tuple[str, ...] = ()) -> list[str]:
     """What is wrong with a smoke run's output ([] when nothing)."""
     problems = []
+    if pruned:  # what the README promises of a pruned toolchain, and slim's file-made userland
+        problems += [f"{what} failed" for line, what in (
+            ("vet ok", "go vet"), ("rebuild cached", "a rebuild from the build cache"),
+            ("buildinfo ok", "go version -m of the program"),
+            ("tool buildinfo ok", "go version -m of the compiler"))
+            if line not in output]
+        certs = re.search(r"^certs (\d+)$", output, re.MULTILINE)
+        if not certs or int(certs.group(1)) < 100:
+            problems.append("the CA bundle is missing or has under 100 certificates")
+        if "owners 1000 1000 1000 1000" not in output:
+            problems.append("/go, /go/src, /go/bin and /home/gopher must belong to uid 1000")
+    problems += [f"prune group {g}: what it removes still works (or the check failed)"
+                 for g in pruned if f"pruned {g}: as documented" not in output]
     goos_goarch = "linux/" + platform_arch(image.platform)  # linux/arm/v7 runs as linux/arm
     want = f"go version go{image.go_version} {goos_goarch}"
     if want not in output:
@@ -111,10 +153,12 @@ def smoke(engine_client: docker.DockerClient, image: Built, cgo: bool, run_id: s
           engine_arch: str | None = None) -> SmokeResult:
     emulated = platform_arch(image.platform) != (engine_arch or engine.arch(engine_client))
     tries = EMULATED_TRIES if emulated else 1
+    pruned = tuple(g for g in (engine.image_labels(engine_client, image.tag) or {}).get(
+        "io.gobuild.prune", "").split(",") if g)
     # Locked down like a measured bench run: what a CI job needs of the image must work so.
     spec = engine.locked_down(engine.Spec(
         image=image.tag, command=("sh", "-c", SCRIPT), role="smoke", platform=image.platform,
-        network=False, environment={"HOME": "/tmp"},
+        network=False, environment={"HOME": "/tmp", "GOBUILD_PRUNE": ",".join(pruned)},
         timeout=EMULATED_TIMEOUT if emulated else NATIVE_TIMEOUT))
     for attempt in range(1, tries + 1):
         finished = engine.run(engine_client, spec, run_id)
@@ -122,7 +166,7 @@ def smoke(engine_client: docker.DockerClient, image: Built, cgo: bool, run_id: s
             break
         print(f"gobuild: smoke test of {image.tag} hung under emulation (try {attempt} of {tries})",
               file=sys.stderr)
-    problems = check_output(image, finished.output, cgo)
+    problems = check_output(image, finished.output, cgo, pruned)
     if finished.timed_out:
         problems.insert(0, "timed out")
     elif finished.oom:
