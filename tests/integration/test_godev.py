@@ -34,7 +34,7 @@ def real_tarball(tmp_path_factory) -> bytes:
     tree = toolchains.unpack(cache, lock.artifact(cell), lock.release(cell).version)
     out = tmp_path_factory.mktemp("tarball") / "go.tar.gz"
     with tarfile.open(out, "w:gz", compresslevel=1) as tf:
-        for rel in prune.kept_files(tree, prune=True):
+        for rel in prune.kept_files(tree, cell.variant.prune, cell.platform):
             tf.add(tree / rel, arcname=f"go/{rel}")
     return lock.release(cell).version, out.read_bytes()
 
