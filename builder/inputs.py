@@ -223,8 +223,8 @@ def hosts_options(func):
     def wrapper(host_specs, config_path, **kw):
         from .hosts import resolve
 
-        inputs = kw.get("inputs")
-        beside = inputs.matrix_path.parent if inputs is not None else None
+        inputs = kw.get("inputs")  # doctor has none: the matrix the rule finds
+        beside = (inputs.matrix_path if inputs is not None else defaults().matrix).parent
         kw["hosts"] = resolve(host_specs, config_path, beside)
         return func(**kw)
 
