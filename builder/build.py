@@ -21,7 +21,7 @@ import docker.errors
 
 from . import base as bases
 from . import crossbuild, engine, prune, reproducible, sbom, signature, toolchains, userland
-from .errors import BuildError
+from .errors import BuildError, EngineError
 from .lock import Artifact, Lock, Release
 from .matrix import Cell, debian_arch
 from .render import Context
@@ -180,6 +180,11 @@ def _run_build(client: docker.DockerClient, p: Planned, folder: Path, use_buildx
             env={**os.environ, "SOURCE_DATE_EPOCH": str(reproducible.source_date_epoch(p.release))},
         )
         if proc.returncode != 0:
+            try:  # a build broken off by the engine going away is the engine's error, not the build's
+                client.ping()
+            except Exception:  # noqa: BLE001 - any failure to answer means the same
+                raise EngineError(f"the engine stopped answering while {p.cell.id} was built: "
+                                  "start it again and run again (nothing was tagged)") from None
             raise BuildError(
                 f"docker buildx build failed for {p.cell.id} (exit {proc.returncode}): "
                 "see the build output above"
