@@ -149,7 +149,7 @@ def assemble(work: Path, p: Planned, tree: Path) -> Path:
     for name, content in p.context.files.items():
         (folder / name).write_text(content, encoding="utf-8")
     groups = p.cell.variant.prune
-    strip = prune.strip_tool() if prune.SYMBOLS in groups else None
+    strip = prune.strip_tool(p.cell.platform) if prune.SYMBOLS in groups else None
     for rel in prune.kept_files(tree, groups, p.cell.platform):
         src, dst = tree / rel, folder / "go" / rel
         dst.parent.mkdir(parents=True, exist_ok=True)

@@ -58,13 +58,14 @@ GROUPS: tuple[Group, ...] = (
           breaks="go tool for a tool not in pkg/tool (Go 1.24+ builds those from src/cmd: "
                  "pprof, trace, doc, fix, ...), rebuilding the toolchain",
           patterns=("src/cmd/", "src/internal/trace/traceviewer/")),
-    Group(name="tools", proof='`go fmt` fails for want of gofmt; `go tool nm`: no such tool', removes="`bin/gofmt` and `pkg/tool`'s addr2line, buildid, dist, distpack, "
-                                "doc, fix, nm, objdump, pack, pprof, test2json, trace",
+    Group(name="tools", proof='`go fmt` fails for want of gofmt; `go tool nm`: no such tool', removes="`bin/gofmt` and `pkg/tool`'s addr2line, dist, distpack, doc, fix, "
+                                "nm, objdump, pack, pprof, test2json, trace",
           reason="tools a build or test never calls (go test -json and the go command's "
-                 "archives and build IDs are done in-process)",
+                 "archives are done in-process; buildid stays: go build -x of Go 1.21-1.23 "
+                 "needs it)",
           breaks="gofmt and go fmt, go doc, go fix, go tool pprof/trace/nm/objdump/addr2line",
           patterns=("bin/gofmt",) + tuple(f"pkg/tool/*/{t}" for t in (
-              "addr2line", "buildid", "dist", "distpack", "doc", "fix", "nm", "objdump", "pack",
+              "addr2line", "dist", "distpack", "doc", "fix", "nm", "objdump", "pack",
               "pprof", "test2json", "trace"))),
     Group(name="cgo", proof='`go tool cgo`: no such tool', removes="`pkg/tool/*/cgo`, the race detector's .syso objects, BoringCrypto objects",
           reason="slim builds with CGO_ENABLED=0 and has no C compiler",
@@ -92,7 +93,7 @@ GROUPS: tuple[Group, ...] = (
           reason="go build reads only the files of its own GOOS/GOARCH",
           breaks="cross-compiling to another GOOS or GOARCH from this image",
           patterns=("lib/wasm/",)),
-    Group(name=SYMBOLS, proof="a rebuild of the module compiles nothing (the build cache still keys on the tools' build IDs); `go version -m` of the compiler reads its build info", removes="the symbol tables of `bin/go` and `pkg/tool/*` (llvm-strip)",
+    Group(name=SYMBOLS, proof="a rebuild of the module compiles nothing (the build cache still keys on the tools' build IDs); `go version -m` of the compiler reads its build info", removes="the symbol tables of `bin/go` and `pkg/tool/*` (binutils' strip of the target architecture)",
           reason="the tools carry no DWARF; their symbol tables are only for debuggers and "
                  "profilers of the tools themselves (panics still print file:line from the "
                  "runtime's own tables, and build IDs and go version -m still work)",
@@ -111,7 +112,7 @@ def group(name: str) -> Group:
 
 # Raise when the way groups are applied changes (not their wording): every image that prunes
 # is then rebuilt, since its input digest includes fingerprint().
-RULES_VERSION = 1
+RULES_VERSION = 2
 
 
 def fingerprint(groups: tuple[str, ...]) -> str:
@@ -261,17 +262,26 @@ def kept_files(goroot: Path, groups: tuple[str, ...] = (), platform: str = "linu
 
 # --- symbols --------------------------------------------------------------------------------
 
-# llvm-strip reads every architecture's ELF; binutils' strip reads only its host's.
-STRIP_TOOLS = ("llvm-strip",) + tuple(f"llvm-strip-{n}" for n in range(21, 13, -1))
+# binutils' strip of the target's architecture (Debian: binutils-<triplet>). llvm-strip 14
+# reads every architecture but rewrites the section name table of Go 1.21's tools so that
+# `go version -m` can no longer read them; binutils' generic elf64-little target writes
+# e_machine 0 (the kernel then refuses the binary).
+STRIP_TRIPLETS: dict[str, str] = {"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu",
+                                  "arm": "arm-linux-gnueabihf"}
 
 
-def strip_tool() -> str:
-    for name in STRIP_TOOLS:
-        path = shutil.which(name)
-        if path:
-            return path
-    raise BuildError("llvm-strip not found, needed by the prune group 'symbols': "
-                     "apt-get install llvm (or make setup), or drop 'symbols' from the variant's prune list")
+def strip_tool(platform: str) -> str:
+    goarch = platform.split("/")[1]
+    triplet = STRIP_TRIPLETS.get(goarch)
+    if triplet is None:
+        raise BuildError(f"no strip tool known for {platform}: drop 'symbols' from the variant's "
+                         "prune list")
+    path = shutil.which(f"{triplet}-strip")
+    if path is None:
+        raise BuildError(f"{triplet}-strip not found, needed by the prune group 'symbols' for "
+                         f"{platform}: apt-get install binutils-{triplet.replace('_', '-')} "
+                         "(or make setup), or drop 'symbols' from the variant's prune list")
+    return path
 
 
 def is_tool_binary(rel: str) -> bool:
