@@ -21,7 +21,7 @@ from .bench.results import DEFAULT_SUITES, SUITES
 from .bench.run import bench, default_output
 from .bench.run import cleanup as cleanup_stale
 from .bench.workload import SIZES
-from .errors import BenchError, ConfigError, Partial
+from .errors import BenchError, ConfigError, EngineError
 from .inputs import Inputs, hosts_options, inputs_options, json_option
 
 
@@ -122,7 +122,9 @@ def bench_cmd(ctx: click.Context, inputs: Inputs, hosts, all_hosts, registry, im
     architecture, hosts in parallel and one measured run at a time on each; results.json,
     bench.txt (a host: line per block) and report.md merge them, and each host's own results
     are in OUTPUT/hosts/LABEL/. A host that does not answer, or is lost mid-run, is reported
-    and its runs marked failed; the others finish; the exit code is then 10 (partial).
+    and its runs marked failed; the others finish; the exit code is then 10 (partial). When
+    no host completes, it is the class of what stopped them (5 for an engine that does not
+    answer); Ctrl-C writes what was measured, then exits 130.
     """
     if ctx.invoked_subcommand:  # `gobuild bench compare ...`: the subcommand does the work
         return
@@ -141,9 +143,11 @@ def bench_cmd(ctx: click.Context, inputs: Inputs, hosts, all_hosts, registry, im
     if cleanup and hosts:
         from .fleet import cleanup as fleet_cleanup
 
-        removed = fleet_cleanup(hosts, age)
+        removed, down = fleet_cleanup(hosts, age)
         total = sum(" removed " in r for r in removed)
         click.echo("\n".join([*removed, f"{total} containers, volumes and networks left behind by gobuild runs removed"]))
+        if down:
+            raise EngineError(f"not cleaned: {'; '.join(down)}: run this again once it answers")
         return
     if cleanup:
         removed = cleanup_stale(age)
@@ -170,10 +174,8 @@ def bench_cmd(ctx: click.Context, inputs: Inputs, hosts, all_hosts, registry, im
         if not quiet:
             click.echo(f"bench: wrote {opts.output}/results.json, bench.txt, report.md "
                        f"(each host's own in {opts.output}/hosts/)", err=True)
-        if fleet.partial:
-            raise Partial("partial results: " + "; ".join(
-                f"host {o.host.label} {o.status}: {o.error}" for o in fleet.outcomes if o.partial)
-                + f"; the other hosts' results are in {opts.output}")
+        if error := fleet.error(opts.output):  # partial (10), or no host completed (5, ...)
+            raise error
         if fleet.results.failed_runs:
             raise BenchError(f"{fleet.results.failed_runs} measured run(s) failed; the other results "
                              f"are in {opts.output}")

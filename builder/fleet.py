@@ -33,7 +33,7 @@ from .bench.options import BenchOptions
 from .bench.progress import Progress
 from .bench.results import Results, Sample, folder_name
 from .bench.run import check_output, run_bench
-from .errors import ConfigError, EngineError
+from .errors import BenchError, ConfigError, EngineError, GobuildError, Interrupted, Partial
 from .hosts import Host, Reached
 from .inputs import Inputs
 
@@ -45,7 +45,9 @@ def _now() -> str:
 @dataclass(frozen=True, kw_only=True)
 class HostOutcome:
     """What became of one host: its results (None when nothing was measured), and its status:
-    complete, failed (some runs failed), lost (it stopped answering), unreachable, skipped."""
+    complete (the bench ran to its end; some measured runs may have failed: results.failed_runs),
+    failed (the bench stopped with an error), lost (the engine stopped answering), unreachable
+    (it did not answer at the start), skipped (nothing it could run), interrupted (Ctrl-C)."""
 
     host: Host
     status: str
@@ -54,10 +56,11 @@ class HostOutcome:
     images: tuple[str, ...] = ()
     results: Results | None = None
     profiles: dict | None = None
+    exit_code: int = EngineError.exit_code  # the class of what ended it, when not complete
 
     @property
-    def partial(self) -> bool:
-        return self.status in ("lost", "unreachable", "skipped")
+    def completed(self) -> bool:
+        return self.status == "complete"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +70,35 @@ class FleetResults:
 
     @property
     def partial(self) -> bool:
-        return any(o.partial for o in self.outcomes)
+        """Some host completed and some did not (exit 10)."""
+        return any(o.completed for o in self.outcomes) and not all(o.completed for o in self.outcomes)
+
+    @property
+    def none_completed(self) -> bool:
+        return not any(o.completed for o in self.outcomes)
+
+    @property
+    def interrupted(self) -> bool:
+        return any(o.status == "interrupted" for o in self.outcomes)
+
+    def summary(self) -> str:
+        """Why the hosts that did not complete did not (one line)."""
+        return "; ".join(f"host {o.host.label} {o.status}: {o.error}" for o in self.outcomes if not o.completed)
+
+    def error(self, output: Path) -> GobuildError | None:
+        """The run's one-line error; None when every host completed (failed measured runs are
+        then the caller's, as in a one-engine bench). Some host completed: Partial (10). None
+        did: the class of what ended the first one (lost or unreachable: the engine's, 5)."""
+        if not self.partial and not self.none_completed:
+            return None
+        if self.partial:
+            return Partial(f"partial results: {self.summary()}; the other hosts' results are in {output}")
+        first = next(o for o in self.outcomes if not o.completed)
+        kept = f"; what was measured is in {output}" if any(o.results for o in self.outcomes) else ""
+        return _ERRORS.get(first.exit_code, EngineError)(f"no host completed the bench: {self.summary()}{kept}")
+
+
+_ERRORS = {cls.exit_code: cls for cls in (ConfigError, EngineError, BenchError)}
 
 
 def host_images(reached: Reached, inputs: Inputs, images: tuple[str, ...], all_hosts: bool,
@@ -190,7 +221,9 @@ def merge(outcomes: list[HostOutcome], opts: BenchOptions, run_id: str, started:
                 profiles[f"{folders.get(head, head)}/{tail}"] = blob
         if o.status != "complete":
             warnings.append(f"host {label} {o.status}: {o.error}")
-    status = "partial" if any(o.partial for o in outcomes) else "complete"
+    done = [o.completed for o in outcomes]
+    status = ("complete" if all(done) else "partial" if any(done)
+              else "interrupted" if any(o.status == "interrupted" for o in outcomes) else "failed")
     rounds = [o.results.rounds_done for o in outcomes if o.results is not None]
     merged = Results(
         run_id=run_id, gobuild_version=__version__, started=started, finished=_now(), status=status,
@@ -203,7 +236,7 @@ def merge(outcomes: list[HostOutcome], opts: BenchOptions, run_id: str, started:
         targets=tuple(targets), records=tuple(records), warnings=tuple(warnings),
         profiles=tuple(sorted(profiles)), hosts=tuple(host_entry(o, out) for o in outcomes),
         error=None if status == "complete" else "; ".join(
-            f"{o.host.label}: {o.error}" for o in outcomes if o.partial),
+            f"{o.host.label}: {o.error}" for o in outcomes if not o.completed),
     )
     return merged, profiles
 
@@ -245,7 +278,7 @@ def _bench_host(reached: Reached, opts: BenchOptions, run_id: str, stop: threadi
         kept["results"], kept["profiles"] = results, profiles
 
     progress = _HostProgress(host.label, stop, quiet)
-    status, error = "complete", None
+    status, error, code = "complete", None, EngineError.exit_code
     try:
         with progress:
             run_bench(reached.client, opts, run_id, progress, sink=sink,
@@ -255,6 +288,7 @@ def _bench_host(reached: Reached, opts: BenchOptions, run_id: str, stop: threadi
     except Exception as exc:  # noqa: BLE001 - one host's failure must not end the others
         lost = _lost(exc)
         status = "lost" if lost else "failed"
+        code = EngineError.exit_code if lost else getattr(exc, "exit_code", BenchError.exit_code)
         why = hostmod.reason(exc) if lost else str(getattr(exc, "message", None) or exc)
         error = (f"lost in the middle of the run ({why}): run 'gobuild bench --cleanup --host "
                  f"{host.endpoint}' once it is back" if lost else why)
@@ -263,9 +297,8 @@ def _bench_host(reached: Reached, opts: BenchOptions, run_id: str, stop: threadi
     if results is not None and status == "lost":
         results = remaining_failed(results, opts.runs, f"host {host.label} lost: {error.split(':')[0]}")
     if status == "complete" and results is not None and results.failed_runs:
-        status = "failed"
-        error = f"{results.failed_runs} measured run(s) failed"
-    return HostOutcome(host=host, status=status, error=error, facts=reached.facts,
+        error = f"{results.failed_runs} measured run(s) failed"  # still complete: exit 8, as one engine
+    return HostOutcome(host=host, status=status, error=error, facts=reached.facts, exit_code=code,
                        images=opts.images, results=results, profiles=kept.get("profiles"))
 
 
@@ -330,8 +363,10 @@ def bench(inputs: Inputs, opts: BenchOptions, fleet: tuple[Host, ...], *, all_ho
         say(f"[{label}] {r.host.endpoint}: linux/{r.facts.arch}, {r.facts.cpus} CPUs: {', '.join(refs)}")
         plans.append((r, replace(opts, images=refs, output=opts.output / "hosts" / label)))
     if not plans:
-        raise ConfigError("no host can run the bench: " + "; ".join(
-            f"{o.host.label}: {o.error}" for o in outcomes.values()))
+        why = "; ".join(f"{o.host.label}: {o.error}" for o in outcomes.values())
+        if all(o.status == "unreachable" for o in outcomes.values()):
+            raise EngineError(f"no host answers: {why}")
+        raise ConfigError(f"no host can run the bench: {why}")
     run_id = engine.new_run_id()
     stop = threading.Event()
     done: dict[str, HostOutcome] = {}
@@ -355,30 +390,39 @@ def bench(inputs: Inputs, opts: BenchOptions, fleet: tuple[Host, ...], *, all_ho
             _cleanup(r, done.get(r.host.label), run_id)
         for t in threads:
             t.join(120)
-        raise
+        interrupted = True
+    else:
+        interrupted = False
     finally:
         for r, _ in plans:
             if note := _cleanup(r, done.get(r.host.label), run_id):
                 click.echo(f"bench: warning: {note}", err=True)
     outcomes.update(done)
+    for r, _ in plans:  # a thread that had not returned by the end of the wait
+        outcomes.setdefault(r.host.label, HostOutcome(host=r.host, status="interrupted", facts=r.facts,
+                                                      error="interrupted by the user"))
     ordered = [outcomes[h.label] for h in fleet if h.label in outcomes]
     merged, profiles = merge(ordered, opts, run_id, started, opts.output)
     try:
         output.write_all(opts.output, merged, profiles)
     except OSError as exc:
         raise ConfigError(f"cannot write the results into {opts.output}: {exc}") from None
+    if interrupted:  # what was measured is written: then the exit of Ctrl-C
+        raise Interrupted(f"interrupted: what was measured is in {opts.output}/results.json; "
+                          "the runs under way were removed")
     return FleetResults(results=merged, outcomes=tuple(ordered))
 
 
-def cleanup(fleet: tuple[Host, ...], older_than: float | None = None) -> list[str]:
-    """`gobuild bench --cleanup --host ...`: what gobuild runs left behind, host by host."""
-    lines = []
+def cleanup(fleet: tuple[Host, ...], older_than: float | None = None) -> tuple[list[str], list[str]]:
+    """`gobuild bench --cleanup --host ...`: what gobuild runs left behind, host by host.
+    Returns what was removed, and why each host that did not answer was not cleaned."""
+    lines, down = [], []
     for r in hostmod.reach_all(fleet):
         if not r.ok:
-            lines.append(f"{r.host.label}: skipped: {r.error}")
+            down.append(r.error or f"host {r.host.label} does not answer")
             continue
         lines += [f"{r.host.label}: {line}" for line in engine.remove_stale(r.client, older_than)]
-    return lines
+    return lines, down
 
 
 # ---- images on a fleet ----------------------------------------------------------------------

@@ -4,9 +4,14 @@ host: lines, compare --col host), a lost host's remaining runs, and doctor on an
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import requests
 from click.testing import CliRunner
 
 from builder import doctor, fleet, hosts
@@ -15,7 +20,7 @@ from builder.bench.options import BenchOptions
 from builder.bench.results import Config, Record, Results, Sample, Target
 from builder.cli import main
 from builder.engine import EngineFacts
-from builder.errors import ConfigError, Partial
+from builder.errors import BenchError, ConfigError, EngineError
 
 # ---- --host values ------------------------------------------------------------------------
 
@@ -219,11 +224,6 @@ def test_fleet_warnings_in_compare(tmp_path):
     assert "new: host pi5 lost: timed out" in warns
 
 
-def test_partial_has_its_own_exit_code():
-    assert Partial.exit_code == 10
-    assert len({c.exit_code for c in (Partial, ConfigError)}) == 2
-
-
 # ---- doctor on an old engine --------------------------------------------------------------
 
 def test_doctor_names_what_engine_20_10_lacks():
@@ -253,3 +253,116 @@ def test_doctor_host_lines_for_an_unreachable_and_an_old_engine(monkeypatch):
     assert "MISSING host gone" in text
     assert not report.ok  # an unreachable host fails doctor; an old engine alone does not
     assert doctor.Report(checks=doctor.host_checks(old)).ok
+
+
+# ---- the fan-out's exit codes (run_bench replaced: what each host's bench does) -------------
+
+@pytest.fixture
+def fan_out(monkeypatch, tmp_path):
+    """`gobuild bench --host a=... --host b=...` with each host's bench given by `plays`:
+    'ok' measures one round; an exception is raised (after one round with 'lost-late');
+    'down' does not answer at the start."""
+    plays: dict[str, object] = {}
+    removed: list[str] = []
+
+    def reach_all(fleet_hosts):
+        return [_reached(f"{h.label}={h.endpoint}", None if plays.get(h.label) == "down" else "amd64")
+                for h in fleet_hosts]
+
+    def run_bench(client, opts, run_id, progress, *, sink, host_info):
+        play = plays[host_info["label"]]
+        res = replace(_results(host_info["label"], "amd64", [1e9]), status="running")
+        if play == "ok":
+            sink(replace(res, status="complete"), {})
+            return
+        if play == "interrupt":  # Ctrl-C reaches the main thread; the next run is refused
+            sink(res, {})
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(100):
+                progress.run_started("round 2")
+                time.sleep(0.05)
+        sink(res, {})
+        raise play
+
+    monkeypatch.setattr(hosts, "reach_all", reach_all)
+    monkeypatch.setattr(fleet, "run_bench", run_bench)
+    monkeypatch.setattr(fleet, "host_images", lambda r, *a, **k: (("gobuild/go:1.22.10-slim-amd64",), []))
+    monkeypatch.setattr(fleet.engine, "remove_labelled", lambda client, run_id: removed.append(run_id))
+
+    def invoke(**given):
+        plays.clear()
+        plays.update(given)
+        args = ["bench", "--image", "gobuild/go:1.22.10-slim-amd64", "--runs", "1", "--output",
+                str(tmp_path / "out")]
+        for label in given:
+            args += ["--host", f"{label}=tcp://{label}.example:2375"]
+        result = CliRunner().invoke(main, args)
+        data = json.loads((tmp_path / "out" / "results.json").read_text()) \
+            if (tmp_path / "out" / "results.json").exists() else None
+        return result, data
+    return invoke
+
+
+def _lost_error() -> Exception:
+    try:
+        raise requests.ConnectionError("Connection aborted")
+    except requests.ConnectionError as exc:
+        try:
+            raise EngineError("the engine stopped answering") from exc
+        except EngineError as outer:
+            return outer
+
+
+def test_a_host_that_fails_for_any_reason_makes_the_run_partial(fan_out):
+    result, data = fan_out(a="ok", b=BenchError("the workload did not build"))
+    assert result.exit_code == 10, result.output
+    assert "partial results: host b failed: the workload did not build" in result.output
+    assert data["status"] == "partial"
+    assert {h["label"]: h["status"] for h in data["hosts"]} == {"a": "complete", "b": "failed"}
+    result, _ = fan_out(a="ok", b=RuntimeError("a bug"))
+    assert result.exit_code == 10 and "host b failed: a bug" in result.output
+
+
+def test_when_no_host_completes_the_exit_is_the_class_of_what_stopped_them(fan_out):
+    result, data = fan_out(a=BenchError("no workload"), b=BenchError("no workload"))
+    assert result.exit_code == 8 and "no host completed the bench" in result.output
+    assert data["status"] == "failed"
+    result, data = fan_out(a=_lost_error(), b=_lost_error())  # every host lost mid-run
+    assert result.exit_code == 5, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("Error: no host completed the bench: host a lost: lost in the middle")
+    assert "what was measured is in" in line
+    assert {h["status"] for h in data["hosts"]} == {"lost"}
+
+
+def test_every_host_unreachable_at_the_start_is_the_engines_exit(fan_out):
+    result, data = fan_out(a="down", b="down")
+    assert result.exit_code == 5, result.output
+    assert "no host answers" in result.output and data is None
+    result, data = fan_out(a="ok", b="down")
+    assert result.exit_code == 10 and data["status"] == "partial"
+
+
+def test_every_host_complete_is_exit_0(fan_out):
+    result, data = fan_out(a="ok", b="ok")
+    assert result.exit_code == 0, result.output
+    assert data["status"] == "complete"
+
+
+def test_ctrl_c_writes_what_was_measured_then_exits_130(fan_out):
+    result, data = fan_out(a="interrupt")
+    assert result.exit_code == 130, result.output
+    assert data is not None and data["status"] == "interrupted"
+    assert data["hosts"][0]["status"] == "interrupted" and data["rounds_done"] == 1
+    assert "what was measured is in" in result.output
+
+
+def test_cleanup_of_a_host_still_down_names_it(monkeypatch):
+    monkeypatch.setattr(hosts, "reach_all", lambda fleet_hosts: [_reached("up=tcp://u:1", "amd64"),
+                                                                hosts.Reached(host=hosts.parse("gone=tcp://g:1"),
+                                                                              error="host gone (tcp://g:1) does not answer")])
+    monkeypatch.setattr(fleet.engine, "remove_stale", lambda client, age: ["removed volume v"])
+    result = CliRunner().invoke(main, ["bench", "--cleanup", "--host", "up=tcp://u:1", "--host", "gone=tcp://g:1"])
+    assert result.exit_code == 5
+    assert "up: removed volume v" in result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: not cleaned: host gone")
