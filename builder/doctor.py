@@ -97,7 +97,7 @@ def engine_gaps(facts: engine.EngineFacts) -> list[str]:
 def host_checks(reached) -> list[Check]:
     """One fleet host (hosts.Reached): reachable, and its architecture, CPUs, memory, cgroup
     version, engine gaps and the BuildKit buildx finds on it."""
-    from .fleet import docker_env
+    from .fleet import environment_for
 
     host, name = reached.host, f"host {reached.host.label}"
     if not reached.ok:
@@ -114,18 +114,18 @@ def host_checks(reached) -> list[Check]:
     checks.append(Check(name=f"{name} features", ok=not gaps,
                         detail="; ".join(gaps) or "has everything gobuild's builds use",
                         fix="upgrade the engine there (Debian: docker.io from trixie, 26.1)"))
-    checks.append(_buildx_on(name, docker_env(host)))
+    checks.append(_buildx_on(name, environment_for(host, os.environ)))
     return checks
 
 
-def _buildx_on(name: str, env: dict[str, str]) -> Check:
+def _buildx_on(name: str, env: dict[str, str]) -> Check:  # env: the whole environment
     """`docker buildx inspect` of the default builder aimed at the host: its BuildKit."""
     if not shutil.which("docker"):
         return Check(name=f"{name} buildx", ok=False, detail="docker CLI not found",
                      fix="apt-get install docker-cli docker-buildx")
     try:
         out = subprocess.run(["docker", "buildx", "inspect", "--bootstrap", "default"], capture_output=True,
-                             text=True, timeout=60, check=False, env={**os.environ, **env})
+                             text=True, timeout=60, check=False, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return Check(name=f"{name} buildx", ok=False, detail=f"docker buildx inspect: {exc}",
                      fix="apt-get install docker-buildx")

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -456,23 +457,32 @@ def route(platforms: list[str], reached: list[Reached]) -> list[Route]:
     return out
 
 
-def docker_env(host: Host) -> dict[str, str]:
-    """The environment that points the docker CLI (and buildx) at the host (pure)."""
+def docker_env(host: Host, environ: Mapping[str, str]) -> dict[str, str] | None:
+    """The environment that points the docker CLI (and buildx) at the host, in place of the
+    user's DOCKER_HOST, DOCKER_CONTEXT, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH (pure). None for
+    local: the user's environment as it is, the engine the Python client also talks to."""
     if host.kind == LOCAL_KIND:
-        return {}
+        return None
     if host.kind == "context":
         return {"DOCKER_CONTEXT": host.endpoint}
     env = {"DOCKER_HOST": host.endpoint}
-    if host.tls is not None:
-        folder = host.tls.ca.parent
-        if {host.tls.ca, host.tls.cert, host.tls.key} != {folder / "ca.pem", folder / "cert.pem", folder / "key.pem"}:
-            raise ConfigError(f"host {host.label}: the docker CLI takes TLS files as one folder "
-                              "(ca.pem, cert.pem, key.pem): give tls=DIR")
-        env.update(DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=str(folder))
+    if host.tls is not None:  # parse made sure they are one folder's ca.pem, cert.pem, key.pem
+        env.update(DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=str(host.tls.ca.parent))
+    elif host.kind == "tcp":  # as the client: the user's TLS settings apply to a bare tcp://
+        env.update({k: environ[k] for k in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH") if k in environ})
     return env
 
 
 LOCAL_KIND = hostmod.LOCAL
+_ENGINE_KEYS = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
+
+
+def environment_for(host: Host, environ: Mapping[str, str]) -> dict[str, str]:
+    """A whole environment for a docker CLI subprocess aimed at the host (pure)."""
+    env = docker_env(host, environ)
+    if env is None:
+        return dict(environ)
+    return {**{k: v for k, v in environ.items() if k not in _ENGINE_KEYS}, **env}
 
 
 def buildx_create_argvs(builder: str, nodes: list[tuple[str, str, tuple[str, ...]]]) -> list[list[str]]:
@@ -494,17 +504,21 @@ def node_endpoint(host: Host) -> str:
 
 
 @contextlib.contextmanager
-def _docker_env(env: dict[str, str]) -> Iterator[None]:
+def _docker_env(env: dict[str, str] | None, builder: str | None = None) -> Iterator[None]:
     """The docker CLI that buildx runs as reads DOCKER_HOST/DOCKER_CONTEXT from the process's
-    environment: set for one host's builds, put back afterwards (builds run host after host)."""
-    import os
-
+    environment: set for one host's builds, put back afterwards (builds run host after host).
+    env None leaves the user's engine settings as they are (the local host)."""
     keys = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "BUILDX_BUILDER")
     saved = {k: os.environ.get(k) for k in keys}
     try:
-        for k in keys:
-            os.environ.pop(k, None)
-        os.environ.update(env)
+        if env is not None:
+            for k in keys:
+                os.environ.pop(k, None)
+            os.environ.update(env)
+        if builder is not None:
+            os.environ["BUILDX_BUILDER"] = builder
+        else:
+            os.environ.pop("BUILDX_BUILDER", None)
         yield
     finally:
         for k, v in saved.items():
@@ -555,7 +569,7 @@ def build_images(inputs: Inputs, fleet: tuple[Host, ...], *, force: bool = False
                 argv, capture_output=True, check=False, timeout=300).returncode):
             log(" ".join(argv))
         first = next(r for r in reached if r.ok)
-        with _docker_env({**docker_env(first.host), "BUILDX_BUILDER": buildx_nodes}):
+        with _docker_env(docker_env(first.host, os.environ), buildx_nodes):
             result = pipeline.build_images(cells, lock, inputs.templates, force=force, verify=verify,
                                            progress=progress, client=first.client, trust=trust)
         return FleetImages(built=tuple((first.host.label, b) for b in result.images),
@@ -570,7 +584,7 @@ def build_images(inputs: Inputs, fleet: tuple[Host, ...], *, force: bool = False
                 log(f"{r.platform} -> host {label} ({'native' if r.native else 'EMULATED: no host builds it natively'})")
         host_cells = tuple(c for c in cells if c.platform in mine)
         reached_host = by_label[label]
-        with _docker_env(docker_env(reached_host.host)):
+        with _docker_env(docker_env(reached_host.host, os.environ)):
             result = pipeline.build_images(host_cells, lock, inputs.templates, force=force, verify=verify,
                                            progress=progress, client=reached_host.client, trust=trust)
         built += [(label, b) for b in result.images]

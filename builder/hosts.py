@@ -5,13 +5,14 @@ A host is a Docker endpoint, as the docker CLI takes it, with a label:
 
     local                                  the engine gobuild uses anyway (DOCKER_HOST, else the local socket)
     unix:///var/run/docker.sock            a local socket
-    tcp://10.0.0.5:2376                    TCP; with TLS files: tls=DIR (ca.pem, cert.pem, key.pem)
-                                           or tlscacert=, tlscert=, tlskey=
+    tcp://10.0.0.5:2376                    TCP; TLS: tls=DIR (ca.pem, cert.pem, key.pem), else
+                                           DOCKER_TLS_VERIFY / DOCKER_CERT_PATH as docker -H
     ssh://pi@pi5.local                     over ssh (the ssh client and its ~/.ssh/config)
     pi5                                    a Docker context of that name (docker context ls)
 
-`LABEL=ENDPOINT` names it (`pi5=ssh://pi@pi5.local`); the long form takes keys:
-`label=board,url=tcp://10.0.0.7:2375,platforms=linux/arm64+linux/arm/v7,timeout=30`.
+`LABEL=ENDPOINT` names it (`pi5=ssh://pi@pi5.local`); options follow a comma
+(`pi5=tcp://10.0.0.7:2376,tls=DIR,platforms=linux/arm64,timeout=30`); the long form takes
+keys only: `label=board,url=tcp://10.0.0.7:2375,platforms=linux/arm64+linux/arm/v7`.
 `platforms` declares what the host builds natively [default: its engine's own architecture];
 the engine is asked for its architecture in any case, and benches go by that.
 
@@ -26,15 +27,19 @@ The config file (gobuild.yaml beside the matrix, or --config FILE) has the same 
 """
 from __future__ import annotations
 
+import os
 import re
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import click
 import docker
 import docker.errors
+import docker.tls
+import docker.utils
 import requests
 import requests.adapters
 import yaml
@@ -93,7 +98,7 @@ def default_label(endpoint: str) -> str:
     parts = urlsplit(endpoint)
     if parts.scheme == "unix":
         return LOCAL if parts.path in ("/var/run/docker.sock", "/run/docker.sock") else Path(parts.path).stem
-    host = parts.hostname or "host"
+    host = re.sub(r"[^A-Za-z0-9_.-]+", "-", parts.hostname or "").strip("-._") or "host"  # IPv6: no colons
     return host if parts.scheme == "ssh" or not parts.port else f"{host}-{parts.port}"
 
 
@@ -107,6 +112,16 @@ def check_endpoint(endpoint: str, where: str) -> str:
                               "tcp://, ssh://, a Docker context name or 'local'")
         if not rest.strip("/"):
             raise ConfigError(f"{where}: {endpoint!r} names no address: e.g. tcp://10.0.0.5:2376")
+        if scheme != "unix":
+            try:
+                parts = urlsplit(endpoint)
+                parts.port  # noqa: B018 - raises ValueError when the port is not a number
+            except ValueError:
+                raise ConfigError(f"{where}: {endpoint!r}: the port is not a number: "
+                                  "e.g. tcp://10.0.0.5:2376 (options follow a comma: ,tls=DIR)") from None
+            if not parts.hostname:
+                raise ConfigError(f"{where}: {endpoint!r} names no host: e.g. {scheme}://10.0.0.5"
+                                  + (":2376" if scheme == "tcp" else ""))
         return endpoint
     if not _LABEL.match(endpoint):
         raise ConfigError(f"{where}: {endpoint!r} is neither an endpoint (unix://, tcp://, ssh://) "
@@ -130,6 +145,10 @@ def _tls(values: Mapping[str, str], where: str) -> TLSFiles | None:
         if not path.is_file():
             raise ConfigError(f"{where}: no TLS file {path}: give the folder holding ca.pem, "
                               "cert.pem and key.pem (docker's DOCKER_CERT_PATH layout)")
+    folder = files["ca"].parent
+    if files != {"ca": folder / "ca.pem", "cert": folder / "cert.pem", "key": folder / "key.pem"}:
+        raise ConfigError(f"{where}: the docker CLI and buildx take TLS files as one folder: put them "
+                          "in one as ca.pem, cert.pem and key.pem and give tls=DIR")
     return TLSFiles(**files)
 
 
@@ -174,21 +193,27 @@ def parse(text: str) -> Host:
     text = text.strip()
     if not text:
         raise ConfigError("--host '': give an endpoint, e.g. --host ssh://pi@pi5.local")
-    head = text.split(",", 1)[0]
-    if "=" in head and head.split("=", 1)[0] in _KEYS + ("endpoint",) and (
-            "url=" in text or "endpoint=" in text):
-        pairs = {}
-        for item in text.split(","):
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ConfigError(f"{where}: {item!r} is not KEY=VALUE: "
-                                  "e.g. --host label=pi5,url=ssh://pi@pi5.local")
-            pairs[key.strip()] = value.strip()
-        return from_mapping(pairs, where)
-    label, sep, endpoint = text.partition("=")
-    if sep and "://" not in label:
-        return from_mapping({"label": label, "url": endpoint}, where)
-    return from_mapping({"url": text}, where)
+    head, *rest = text.split(",")
+    pairs: dict[str, str] = {}
+    key = head.partition("=")[0].strip()
+    if "=" in head and key in _KEYS + ("endpoint",) and "://" not in key and any(
+            item.strip().startswith(("url=", "endpoint=")) for item in [head, *rest]):
+        rest = [head, *rest]  # the long form: every item is KEY=VALUE
+    else:  # ENDPOINT or LABEL=ENDPOINT, then ,KEY=VALUE options
+        label, sep, endpoint = head.partition("=")
+        if sep and "://" not in label:
+            pairs.update(label=label.strip(), url=endpoint.strip())
+        else:
+            pairs["url"] = head
+    for item in rest:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"{where}: {item!r} is not KEY=VALUE: "
+                              "e.g. --host pi5=tcp://10.0.0.7:2376,tls=~/.docker/pi5")
+        if key.strip() in pairs:
+            raise ConfigError(f"{where}: {key.strip()}= given twice: give it once")
+        pairs[key.strip()] = value.strip()
+    return from_mapping(pairs, where)
 
 
 def load_config(path: Path) -> list[Host]:
@@ -239,7 +264,25 @@ class _KeepAliveAdapter(requests.adapters.HTTPAdapter):
         super().init_poolmanager(*args, **kw)
 
 
-def _context_endpoint(name: str) -> tuple[str, TLSFiles | None]:
+def context_tls(ctx) -> docker.tls.TLSConfig | None:
+    """A context's TLS as the docker CLI reads it: any of ca.pem, cert.pem and key.pem (docker-py
+    loads it only when all three are there), and its SkipTLSVerify."""
+    folder = Path(ctx.tls_path or "") / "docker"
+    if not ctx.tls_path or not folder.is_dir():
+        return None
+    found = {kind: next((str(f) for f in sorted(folder.iterdir()) if f.name.startswith(kind)), None)
+             for kind in ("ca", "cert", "key")}
+    if not any(found.values()):
+        return None
+    if bool(found["cert"]) != bool(found["key"]):
+        raise ConfigError(f"Docker context {ctx.Name!r} has a client {'certificate' if found['cert'] else 'key'} "
+                          "without its pair: docker context update it with both cert= and key=")
+    verify = not (ctx.endpoints.get("docker") or {}).get("SkipTLSVerify", False)
+    return docker.tls.TLSConfig(client_cert=(found["cert"], found["key"]) if found["cert"] else None,
+                                ca_cert=found["ca"] if verify else None, verify=verify)
+
+
+def _context_endpoint(name: str) -> tuple[str, docker.tls.TLSConfig | None]:
     from docker.context import ContextAPI
 
     try:
@@ -249,33 +292,48 @@ def _context_endpoint(name: str) -> tuple[str, TLSFiles | None]:
     if ctx is None:
         raise ConfigError(f"no Docker context {name!r}: see docker context ls, or give an endpoint "
                           "(ssh://user@host, tcp://host:2376)")
-    tls_cfg = ctx.TLSConfig
-    tls = None
-    if tls_cfg is not None and tls_cfg.cert:
-        tls = TLSFiles(ca=Path(tls_cfg.ca_cert or ""), cert=Path(tls_cfg.cert[0]), key=Path(tls_cfg.cert[1]))
-    return ctx.Host or "unix:///var/run/docker.sock", tls
+    return ctx.Host or "unix:///var/run/docker.sock", context_tls(ctx)
+
+
+def make_client(host: Host, environ: Mapping[str, str] | None = None,
+                version: str | None = None) -> docker.DockerClient:
+    """The host's client (ConfigError for a context that cannot be read); with version, built
+    without asking the engine anything (docker-py otherwise asks for its API version first).
+    tcp:// without tls= takes DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, as the docker CLI does."""
+    if host.endpoint == LOCAL:
+        return engine.client()
+    endpoint, tls = host.endpoint, None
+    if host.kind == "context":
+        endpoint, tls = _context_endpoint(endpoint)
+    elif host.tls is not None:
+        tls = docker.tls.TLSConfig(client_cert=(str(host.tls.cert), str(host.tls.key)),
+                                   ca_cert=str(host.tls.ca), verify=True)
+    elif endpoint.startswith("tcp://"):
+        env = dict(environ if environ is not None else os.environ)
+        try:
+            tls = docker.utils.kwargs_from_env(environment=env).get("tls")
+        except docker.errors.TLSParameterError:
+            raise ConfigError(f"host {host.label}: DOCKER_TLS_VERIFY/DOCKER_CERT_PATH ask for TLS but "
+                              f"{env.get('DOCKER_CERT_PATH') or '~/.docker'} lacks ca.pem, cert.pem or "
+                              "key.pem: fix DOCKER_CERT_PATH, or give tls=DIR") from None
+    kw: dict = {"base_url": endpoint, "timeout": host.timeout, **({"version": version} if version else {})}
+    if endpoint.startswith("ssh://"):
+        kw["use_ssh_client"] = True  # the ssh client: the user's keys, agent and ~/.ssh/config
+    if tls is not None:
+        kw["tls"] = tls  # docker-py then speaks https:// to a tcp:// address
+    engine_client = docker.DockerClient(**kw)
+    if endpoint.startswith("tcp://"):
+        for prefix in ("http://", "https://"):
+            engine_client.api.mount(prefix, _KeepAliveAdapter())
+    return engine_client
 
 
 def client(host: Host) -> docker.DockerClient:
     """A client of the host's engine (EngineError when it does not answer)."""
-    endpoint, tls = host.endpoint, host.tls
-    if host.kind == "context":
-        endpoint, tls = _context_endpoint(endpoint)
     try:
-        if endpoint == LOCAL:
-            return engine.client()
-        kw: dict = {"base_url": endpoint, "timeout": host.timeout}
-        if endpoint.startswith("ssh://"):
-            kw["use_ssh_client"] = True  # the ssh client: the user's keys, agent and ~/.ssh/config
-        if tls is not None:
-            kw["tls"] = docker.tls.TLSConfig(client_cert=(str(tls.cert), str(tls.key)),
-                                             ca_cert=str(tls.ca), verify=True)
-            kw["base_url"] = endpoint.replace("tcp://", "https://", 1)
-        engine_client = docker.DockerClient(**kw)
-        if endpoint.startswith("tcp://"):
-            for prefix in ("http://", "https://"):
-                engine_client.api.mount(prefix, _KeepAliveAdapter())
-        engine_client.ping()
+        engine_client = make_client(host)
+        if host.endpoint != LOCAL:
+            engine_client.ping()
         return engine_client
     except EngineError as exc:
         raise EngineError(f"host {host.label}: {exc.message}") from None
@@ -293,7 +351,8 @@ def reason(exc: BaseException) -> str:
                   "Connection aborted", "Max retries exceeded"):
         if known.lower() in text.lower():
             return known.lower()
-    return type(exc).__name__
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -304,6 +363,7 @@ class Reached:
     client: docker.DockerClient | None = field(default=None, compare=False)
     facts: engine.EngineFacts | None = None
     error: str | None = None
+    engine_id: str = ""  # the engine's own ID (docker info): one engine named twice is one host
 
     @property
     def ok(self) -> bool:
@@ -319,18 +379,37 @@ class Reached:
 def reach(host: Host) -> Reached:
     try:
         engine_client = client(host)
-        return Reached(host=host, client=engine_client, facts=engine.facts(engine_client))
-    except EngineError as exc:
+        info_id = str(engine_client.info().get("ID") or "")
+        return Reached(host=host, client=engine_client, facts=engine.facts(engine_client), engine_id=info_id)
+    except (EngineError, ConfigError) as exc:  # ConfigError: a context that cannot be read
         return Reached(host=host, error=exc.message)
     except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
         return Reached(host=host, error=f"host {host.label} ({host.endpoint}) stopped answering "
                                         f"({reason(exc)})")
 
 
-def reach_all(hosts: Iterable[Host]) -> list[Reached]:
-    """Every host asked at once (a dead host costs its timeout, not the sum of them)."""
+def reach_all(hosts: Iterable[Host], warn: Callable[[str], None] | None = None) -> list[Reached]:
+    """Every host asked at once (a dead host costs its timeout, not the sum of them); a host
+    whose engine is one already named (same engine ID) is left out, with a warning: two
+    labels for one engine would run two measured runs on it at once."""
     from concurrent.futures import ThreadPoolExecutor
 
     hosts = list(hosts)
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
-        return list(pool.map(reach, hosts))
+        reached = list(pool.map(reach, hosts))
+    return dedupe(reached, warn or (lambda line: click.echo(f"warning: {line}", err=True)))
+
+
+def dedupe(reached: list[Reached], warn: Callable[[str], None]) -> list[Reached]:
+    """The hosts, each engine once (the first label naming it is kept)."""
+    first: dict[str, str] = {}
+    kept = []
+    for r in reached:
+        if r.ok and r.engine_id and r.engine_id in first:
+            warn(f"host {r.host.label} ({r.host.endpoint}) is the engine of host {first[r.engine_id]} "
+                 f"(engine ID {r.engine_id[:12]}): left out, one engine runs one measured run at a time")
+            continue
+        if r.ok and r.engine_id:
+            first[r.engine_id] = r.host.label
+        kept.append(r)
+    return kept

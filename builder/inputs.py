@@ -212,9 +212,10 @@ def hosts_options(func):
     when none is named, which means the one engine gobuild always used."""
 
     @click.option("--host", "host_specs", multiple=True, metavar="HOST",
-                  help="A Docker host to use, repeatable: local, unix://PATH, tcp://ADDR:PORT "
-                       "(tls=DIR for TLS), ssh://USER@HOST, or a Docker context name; LABEL=ENDPOINT "
-                       "names it; label=L,url=U,platforms=P+P declares what it builds natively. "
+                  help="A Docker host to use, repeatable: local, unix://PATH, tcp://ADDR:PORT, "
+                       "ssh://USER@HOST, or a Docker context name; LABEL=ENDPOINT names it; options "
+                       "follow a comma: pi5=tcp://ADDR:2376,tls=DIR,platforms=linux/arm64+linux/arm/v7,"
+                       "timeout=30 (platforms: what it builds natively). "
                        "[default: the hosts: of gobuild.yaml beside the matrix, else the local engine]")
     @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
                   help="gobuild.yaml whose hosts: section names the hosts [default: gobuild.yaml "

@@ -37,6 +37,14 @@ from builder.errors import BenchError, ConfigError, EngineError
      ("linux/arm64",)),
     ("url=ssh://pi@pi5,platforms=linux/arm64+linux/arm/v7", "pi5", "ssh://pi@pi5",
      ("linux/arm64", "linux/arm/v7")),
+    # the short forms take ,KEY=VALUE options after the endpoint (README, --help)
+    ("pi5=tcp://127.0.0.1:9,platforms=linux/arm64", "pi5", "tcp://127.0.0.1:9", ("linux/arm64",)),
+    ("tcp://10.0.0.5:2375,platforms=linux/arm64", "10.0.0.5-2375", "tcp://10.0.0.5:2375", ("linux/arm64",)),
+    ("pi5=ssh://pi@pi5.local,platforms=linux/arm64+linux/arm/v7", "pi5", "ssh://pi@pi5.local",
+     ("linux/arm64", "linux/arm/v7")),
+    ("graviton,platforms=linux/arm64", "graviton", "graviton", ("linux/arm64",)),
+    ("tcp://[::1]:9", "1-9", "tcp://[::1]:9", ()),  # IPv6: a label without colons
+    ("tcp://[fe80::1]:2375", "fe80-1-2375", "tcp://[fe80::1]:2375", ()),
 ])
 def test_host_forms(text, label, endpoint, platforms):
     h = hosts.parse(text)
@@ -53,6 +61,11 @@ def test_host_forms(text, label, endpoint, platforms):
     ("label=x,url=tcp://a:2376,tls=/nonexistent/certs", "no TLS file /nonexistent/certs/ca.pem"),
     ("bad label=tcp://a:1", "label 'bad label'"),
     ("", "give an endpoint"),
+    ("tcp://:", "names no host"),
+    ("tcp://a:notaport", "the port is not a number"),
+    ("tcp://127.0.0.1:2376,tls", "'tls' is not KEY=VALUE"),
+    ("x=tcp://a:1,timeout=5,timeout=6", "timeout= given twice"),
+    ("x=tcp://a:1,colour=red", "unknown key(s) colour"),
 ])
 def test_bad_hosts_are_one_line_with_the_fix(text, says):
     with pytest.raises(ConfigError) as err:
@@ -63,10 +76,23 @@ def test_bad_hosts_are_one_line_with_the_fix(text, says):
 def test_tls_folder_names_the_three_files(tmp_path):
     for name in ("ca.pem", "cert.pem", "key.pem"):
         (tmp_path / name).write_text("x")
-    h = hosts.parse(f"label=x86,url=tcp://10.0.0.5:2376,tls={tmp_path}")
-    assert h.tls == hosts.TLSFiles(ca=tmp_path / "ca.pem", cert=tmp_path / "cert.pem", key=tmp_path / "key.pem")
-    assert fleet.docker_env(h) == {"DOCKER_HOST": "tcp://10.0.0.5:2376", "DOCKER_TLS_VERIFY": "1",
-                                   "DOCKER_CERT_PATH": str(tmp_path)}
+    three = hosts.TLSFiles(ca=tmp_path / "ca.pem", cert=tmp_path / "cert.pem", key=tmp_path / "key.pem")
+    for text in (f"label=x86,url=tcp://10.0.0.5:2376,tls={tmp_path}", f"x86=tcp://10.0.0.5:2376,tls={tmp_path}",
+                 f"tcp://10.0.0.5:2376,tls={tmp_path}",
+                 (f"x86=tcp://10.0.0.5:2376,tlscacert={tmp_path}/ca.pem,tlscert={tmp_path}/cert.pem,"
+                  f"tlskey={tmp_path}/key.pem")):
+        h = hosts.parse(text)
+        assert (h.endpoint, h.tls) == ("tcp://10.0.0.5:2376", three), text
+    assert fleet.docker_env(h, {}) == {"DOCKER_HOST": "tcp://10.0.0.5:2376", "DOCKER_TLS_VERIFY": "1",
+                                       "DOCKER_CERT_PATH": str(tmp_path)}
+
+
+def test_tls_files_of_several_folders_are_refused_at_parse_time(tmp_path):
+    for name in ("ca.pem", "cert.pem", "key.pem", "other-key.pem"):
+        (tmp_path / name).write_text("x")
+    with pytest.raises(ConfigError, match="one folder"):
+        hosts.parse(f"x=tcp://a:2376,tlscacert={tmp_path}/ca.pem,tlscert={tmp_path}/cert.pem,"
+                    f"tlskey={tmp_path}/other-key.pem")
 
 
 def test_config_file_hosts_and_the_order_of_sources(tmp_path):
@@ -144,9 +170,111 @@ def test_an_existing_builder_is_reused_and_a_failed_create_says_what_it_needs():
 
 
 def test_docker_env_per_kind():
-    assert fleet.docker_env(hosts.parse("local")) == {}
-    assert fleet.docker_env(hosts.parse("graviton")) == {"DOCKER_CONTEXT": "graviton"}
-    assert fleet.docker_env(hosts.parse("pi5=ssh://pi@pi5")) == {"DOCKER_HOST": "ssh://pi@pi5"}
+    user = {"DOCKER_HOST": "tcp://127.0.0.1:2375", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/c",
+            "PATH": "/bin"}
+    assert fleet.docker_env(hosts.parse("local"), user) is None  # the user's engine, as it is
+    assert fleet.environment_for(hosts.parse("local"), user) == user
+    assert fleet.docker_env(hosts.parse("graviton"), user) == {"DOCKER_CONTEXT": "graviton"}
+    assert fleet.environment_for(hosts.parse("graviton"), user) == {"DOCKER_CONTEXT": "graviton", "PATH": "/bin"}
+    assert fleet.docker_env(hosts.parse("pi5=ssh://pi@pi5"), user) == {"DOCKER_HOST": "ssh://pi@pi5"}
+    # a bare tcp:// takes the user's TLS settings, as the docker CLI's -H does
+    assert fleet.docker_env(hosts.parse("x=tcp://10.0.0.5:2376"), user) == {
+        "DOCKER_HOST": "tcp://10.0.0.5:2376", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/c"}
+
+
+def test_local_builds_on_the_engine_of_docker_host(monkeypatch):
+    """--host local with DOCKER_HOST set: buildx (the docker CLI) gets the DOCKER_HOST the
+    Python client also uses."""
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:2999")
+    monkeypatch.setenv("BUILDX_BUILDER", "mine")
+    with fleet._docker_env(fleet.docker_env(hosts.parse("local"), os.environ)):
+        assert os.environ["DOCKER_HOST"] == "tcp://127.0.0.1:2999"
+        assert "BUILDX_BUILDER" not in os.environ
+    with fleet._docker_env(fleet.docker_env(hosts.parse("b=tcp://10.0.0.9:2375"), os.environ)):
+        assert os.environ["DOCKER_HOST"] == "tcp://10.0.0.9:2375"
+    assert os.environ["DOCKER_HOST"] == "tcp://127.0.0.1:2999" and os.environ["BUILDX_BUILDER"] == "mine"
+
+
+# ---- clients, built without an engine (version given: docker-py asks nothing) -------------
+
+def test_an_ssh_client_is_built_with_the_ssh_binary():
+    c = hosts.make_client(hosts.parse("pi5=ssh://pi@127.0.0.1:9"), version="1.45")
+    adapter = c.api.adapters["http+docker://ssh"]
+    assert type(adapter).__name__ == "SSHHTTPAdapter" and adapter.ssh_client is None  # shell_out: no paramiko session
+
+
+def test_tcp_clients_have_keepalive_and_tls_speaks_https(tmp_path, monkeypatch):
+    c = hosts.make_client(hosts.parse("x=tcp://10.0.0.5:2375"), version="1.45", environ={})
+    assert c.api.base_url == "http://10.0.0.5:2375"
+    for prefix in ("http://", "https://"):
+        options = c.api.adapters[prefix].poolmanager.connection_pool_kw["socket_options"]
+        assert all(o in options for o in hosts.KEEPALIVE) and len(hosts.KEEPALIVE) >= 4
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_text("x")
+    c = hosts.make_client(hosts.parse(f"x=tcp://10.0.0.5:2376,tls={tmp_path}"), version="1.45")
+    assert c.api.base_url == "https://10.0.0.5:2376"
+    assert c.api.verify == str(tmp_path / "ca.pem") and c.api.cert == (str(tmp_path / "cert.pem"),
+                                                                      str(tmp_path / "key.pem"))
+    # DOCKER_TLS_VERIFY / DOCKER_CERT_PATH apply to a tcp:// without tls=
+    c = hosts.make_client(hosts.parse("x=tcp://10.0.0.5:2376"), version="1.45",
+                          environ={"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(tmp_path)})
+    assert c.api.base_url == "https://10.0.0.5:2376" and c.api.verify == str(tmp_path / "ca.pem")
+    with pytest.raises(ConfigError, match="DOCKER_CERT_PATH"):
+        hosts.make_client(hosts.parse("x=tcp://10.0.0.5:2376"), version="1.45",
+                          environ={"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(tmp_path / "none")})
+
+
+def _context(tmp_path, monkeypatch, name: str, files: tuple[str, ...], skip: bool = False) -> None:
+    """A Docker context as the docker CLI writes it, in a DOCKER_CONFIG of the test's own."""
+    from docker.context import config as ctxconfig
+
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    meta = tmp_path / "contexts" / "meta" / ctxconfig.get_context_id(name)
+    meta.mkdir(parents=True)
+    (meta / "meta.json").write_text(json.dumps({"Name": name, "Metadata": {}, "Endpoints": {
+        "docker": {"Host": "tcp://10.0.0.5:2376", "SkipTLSVerify": skip}}}))
+    tls = tmp_path / "contexts" / "tls" / ctxconfig.get_context_id(name) / "docker"
+    tls.mkdir(parents=True)
+    for f in files:
+        (tls / f).write_text("x")
+
+
+def test_a_context_with_only_a_ca_still_speaks_tls(tmp_path, monkeypatch):
+    _context(tmp_path, monkeypatch, "caonly", ("ca.pem",))
+    c = hosts.make_client(hosts.parse("caonly"), version="1.45")
+    assert c.api.base_url == "https://10.0.0.5:2376" and c.api.verify.endswith("/ca.pem")
+
+
+def test_a_context_with_a_client_cert_and_skip_verify(tmp_path, monkeypatch):
+    _context(tmp_path, monkeypatch, "certs", ("cert.pem", "key.pem"), skip=True)
+    c = hosts.make_client(hosts.parse("certs"), version="1.45")
+    assert c.api.base_url == "https://10.0.0.5:2376" and c.api.verify is False
+    assert c.api.cert[0].endswith("/cert.pem")
+
+
+def test_an_unknown_context_is_one_missing_line_in_doctor(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    reached = hosts.reach(hosts.parse("nosuchctx"))
+    assert not reached.ok and "no Docker context 'nosuchctx'" in reached.error
+    lines = doctor.host_checks(reached)
+    assert len(lines) == 1 and not lines[0].ok
+
+
+def test_reason_shows_the_message_of_an_unknown_error():
+    assert hosts.reason(RuntimeError("Install paramiko package to enable ssh:// support\nmore")) == \
+        "RuntimeError: Install paramiko package to enable ssh:// support"
+    assert hosts.reason(OSError("[Errno 111] Connection refused")) == "connection refused"
+
+
+def test_one_engine_named_twice_is_one_host():
+    a, b, c = _reached("local", "amd64"), _reached("me=tcp://127.0.0.1:2375", "amd64"), _reached("pi5=tcp://p:1", "arm64")
+    said: list[str] = []
+    kept = hosts.dedupe([replace(a, engine_id="E1"), replace(b, engine_id="E1"), replace(c, engine_id="E2")],
+                        said.append)
+    assert [r.host.label for r in kept] == ["local", "pi5"]
+    assert len(said) == 1 and said[0].startswith("host me (tcp://127.0.0.1:2375) is the engine of host local")
 
 
 # ---- merge --------------------------------------------------------------------------------
