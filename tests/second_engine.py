@@ -93,6 +93,9 @@ class SecondEngine:
         self.exec_root = Path(tempfile.mkdtemp(prefix=f"gb2{self.id}-", dir="/tmp"))
         self.socket = self.exec_root / "docker.sock"
         self.log = self.folder / f"dockerd-{self.id}.log"
+        # a daemon.json of its own: the machine's /etc/docker/daemon.json (hosts, data-root...)
+        # would otherwise apply to this daemon too, and clash with its flags
+        self.config_file = self.folder / f"daemon-{self.id}.json"
         self.start_timeout = start_timeout
         self.pid: int | None = None
         self.containerd_pid: int | None = None
@@ -125,7 +128,8 @@ class SecondEngine:
 
     def argv(self) -> list[str]:
         return ["nsenter", f"--net=/var/run/netns/{self.netns}",
-                "dockerd", "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),
+                "dockerd", "--config-file", str(self.config_file),
+                "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),
                 "--pidfile", str(self.exec_root / "dockerd.pid"),
                 "-H", f"unix://{self.socket}", "-H", f"tcp://{self.addr}:{PORT}",
                 "--iptables=false", "--ip6tables=false", "--cgroup-parent", self.cgroup_parent,
@@ -137,6 +141,7 @@ class SecondEngine:
         if not self._network_made:
             self._make_network()
         self.data_root.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text("{}\n")
         with open(self.log, "ab") as log:
             # nsenter execs dockerd: the pid recorded here is the daemon's own.
             self._proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
@@ -216,8 +221,14 @@ class SecondEngine:
         return {**os.environ, "DOCKER_HOST": f"unix://{self.socket}"}
 
     def load(self, image_ref: str) -> None:
-        """docker save from the main engine | docker load into this one."""
+        """docker save from the main engine | docker load into this one; nothing when this
+        engine has that image already (the same image ID): an engine shared by several tests
+        loads each image once."""
         main_env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
+        with contextlib.suppress(docker.errors.DockerException):
+            main_id = docker.from_env(environment=main_env).images.get(image_ref).id
+            if main_id and self.client().images.get(image_ref).id == main_id:
+                return
         save = subprocess.Popen(["docker", "save", image_ref], stdout=subprocess.PIPE, env=main_env)
         load = subprocess.run(["docker", "load", "-q"], stdin=save.stdout, capture_output=True,
                               text=True, env=self.env(), timeout=600, check=False)
@@ -226,11 +237,16 @@ class SecondEngine:
             raise RuntimeError(f"cannot load {image_ref} into the second engine: {load.stderr}")
 
     # -- teardown --------------------------------------------------------------------------
+    def _own_cgroups(self) -> list[Path]:
+        """Its cgroup parent: under each controller (cgroup v1), or at the root (v2)."""
+        root = Path("/sys/fs/cgroup")
+        return [*root.glob(f"*/{self.cgroup_parent}"), *root.glob(self.cgroup_parent)]
+
     def _own_pids(self) -> set[int]:
         """Processes this engine left: in its own cgroup parent, or started with its exec-root
         (containerd and shims of a killed engine)."""
         pids: set[int] = set()
-        for procs in Path("/sys/fs/cgroup").glob(f"*/{self.cgroup_parent}/**/cgroup.procs"):
+        for procs in (p for cgroup in self._own_cgroups() for p in cgroup.glob("**/cgroup.procs")):
             with contextlib.suppress(OSError, ValueError):
                 pids.update(int(p) for p in procs.read_text().split())
         marker = str(self.exec_root).encode()
@@ -253,10 +269,38 @@ class SecondEngine:
                        for root in (self.data_root, self.exec_root)):
                     mine.append(point)
         for point in sorted(mine, key=len, reverse=True):
-            subprocess.run(["umount", "-l", point], capture_output=True, check=False, timeout=30)
+            with contextlib.suppress(subprocess.TimeoutExpired):  # the other mounts still go
+                subprocess.run(["umount", "-l", point], capture_output=True, check=False, timeout=30)
 
     def close(self) -> None:
-        self.stop()
+        """Every step tried, whatever an earlier one raised (a stop or umount that times out
+        must not leave the veth, the namespace and the folders); the first error re-raised."""
+        errors: list[BaseException] = []
+
+        def step(fn, *args) -> None:
+            try:
+                fn(*args)
+            except Exception as exc:  # noqa: BLE001 - the remaining steps still run
+                errors.append(exc)
+
+        step(self.stop)
+        step(self._kill_left)
+        step(self._remove_cgroups)
+        step(self._unmount_own)
+        if self._network_made:
+            step(_ip, "link", "del", self.veth_host)
+            step(_ip, "netns", "del", self.netns)
+            self._network_made = False
+        shutil.rmtree(self.exec_root, ignore_errors=True)
+        shutil.rmtree(self.data_root, ignore_errors=True)
+        if self._own_folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        if errors:
+            raise errors[0]
+
+    def _kill_left(self) -> None:
+        if self.running():  # stop() gave up: the daemon itself
+            self._proc.kill()
         for _ in range(3):
             left = self._own_pids()
             if not left:
@@ -264,19 +308,12 @@ class SecondEngine:
             for pid in left:
                 self._signal(pid, signal.SIGKILL)
             time.sleep(0.5)
-        for cgroup in sorted(Path("/sys/fs/cgroup").glob(f"*/{self.cgroup_parent}"), reverse=True):
+
+    def _remove_cgroups(self) -> None:
+        for cgroup in sorted(self._own_cgroups(), reverse=True):
             for sub in sorted(cgroup.glob("**/"), key=lambda p: len(str(p)), reverse=True):
                 with contextlib.suppress(OSError):
                     sub.rmdir()
-        self._unmount_own()
-        if self._network_made:
-            _ip("link", "del", self.veth_host, check=False)
-            _ip("netns", "del", self.netns, check=False)
-            self._network_made = False
-        shutil.rmtree(self.exec_root, ignore_errors=True)
-        shutil.rmtree(self.data_root, ignore_errors=True)
-        if self._own_folder:
-            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 if __name__ == "__main__":  # smoke test: python -m tests.second_engine IMAGE

@@ -50,14 +50,14 @@ PROFILES = ("cpu.pprof", "mem.pprof")
 PREP_TIMEOUT, FACTS_TIMEOUT, RUN_TIMEOUT = 3600, 600, 7200
 PROBES = ("runner", "sched", "memstats", "lockcheck")  # probe/<name>, built into /gobuild/bin/<name>
 MODDOWNLOAD_PROBES = ("modproxy", "netcheck")
+WORKLOAD_SUITES = frozenset({"compile", "memory", "tooling", "gotest", "moddownload"})  # go on the workload
+TEST_BINARY_SUITES = frozenset({"memory", "gotest"})  # run the go test -c binary
 
 PREP = """set -eu
 export GOCACHE={m}/prepcache GOMODCACHE={m}/modcache GOTOOLCHAIN=local GOFLAGS=-mod=mod GOSUMDB=off
 cd {m}/probe && GOPROXY=off go build -o {m}/bin/ {probes}
 cd {m}/work
-{download}
-go list -deps ./... >/dev/null
-go test -c -o {m}/bin/workload.test {bench_pkg}
+{workload}
 rm -rf {m}/prepcache
 mkdir -p {m}/modcache/cache/download
 echo "GOBUILD-ZIPS $(find {m}/modcache/cache/download -name '*.zip' | wc -l)"
@@ -72,7 +72,13 @@ def prep_script(opts: BenchOptions) -> str:
                 f"GOPROXY=file://{MOUNT}/proxy go mod download all")
     # the module proxy's net/http is the costliest thing to compile: only when it is needed
     probes = PROBES + (MODDOWNLOAD_PROBES if "moddownload" in opts.suites else ())
-    return PREP.format(m=MOUNT, download=download, bench_pkg=shlex.quote(opts.bench_package),
+    # sched and memstats run only their probes: the workload's modules and test binary only
+    # for the suites that use them (most of a preparation's time)
+    suites = set(opts.suites)
+    workload_lines = [download, "go list -deps ./... >/dev/null"] if suites & WORKLOAD_SUITES else []
+    if suites & TEST_BINARY_SUITES:
+        workload_lines.append(f"go test -c -o {MOUNT}/bin/workload.test {shlex.quote(opts.bench_package)}")
+    return PREP.format(m=MOUNT, workload="\n".join(workload_lines) or ":",
                        probes=" ".join(f"./{p}" for p in probes))
 
 

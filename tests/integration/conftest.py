@@ -57,6 +57,30 @@ def bases(docker_client):
     gobuild("base", "--platform", "linux/amd64", "--platform", "linux/arm64", timeout=1200)
 
 
+@pytest.fixture(scope="session")
+def _second_engine_once(tmp_path_factory, docker_client):
+    """One second dockerd for the whole session (tests/second_engine.py: its own network
+    namespace, data-root and cgroup parent), torn down by what it recorded."""
+    from tests.second_engine import SecondEngine
+
+    try:
+        engine = SecondEngine(tmp_path_factory.mktemp("second"))
+        engine.__enter__()
+    except Exception as exc:  # noqa: BLE001 - the tests that need it cannot run without it
+        pytest.fail(f"cannot start a second dockerd (root, ip, nsenter and dockerd needed): {exc}")
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def second_engine(_second_engine_once):
+    """The session's second engine, running and linked: a test may cut its link, stop or kill
+    it (it is started again here, on the same data-root, so what was loaded stays)."""
+    _second_engine_once.restore_link()
+    _second_engine_once.start()
+    return _second_engine_once
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

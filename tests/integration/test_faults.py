@@ -9,6 +9,7 @@ Each test leaves no containers, volumes, tags, mounts or temp files behind, and 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -309,7 +310,7 @@ func BenchmarkSlow(b *testing.B) {
 """
 
 
-def test_bench_faults_a_hung_run_then_the_engine_stopping(tmp_path):
+def test_bench_faults_a_hung_run_then_the_engine_stopping(tmp_path, second_engine):
     """One bench on the second engine (never the main one; one preparation for both faults).
     Its benchmark takes 2 s, except in the second measured run, which never returns:
     - that run is killed at --run-timeout and recorded as a failed run with the reason;
@@ -318,8 +319,6 @@ def test_bench_faults_a_hung_run_then_the_engine_stopping(tmp_path):
     - once the engine is back, 'gobuild bench --cleanup' removes what the run left there."""
     import time
 
-    from tests.second_engine import SecondEngine
-
     module = tmp_path / "slow"
     module.mkdir()
     (module / "go.mod").write_text("module example.com/slow\n\ngo 1.21\n")
@@ -327,7 +326,7 @@ def test_bench_faults_a_hung_run_then_the_engine_stopping(tmp_path):
     (module / "slow_test.go").write_text(SLOW_THEN_HANG)
     out = tmp_path / "results"
     exe = str(Path(os.sys.executable).parent / "gobuild")
-    with SecondEngine(tmp_path / "engine") as second:
+    with contextlib.nullcontext(second_engine) as second:  # the session's (conftest.py), started once
         second.load(HANG_IMAGE)
         env = second.env()
         proc = subprocess.Popen(
@@ -377,16 +376,14 @@ def test_bench_faults_a_hung_run_then_the_engine_stopping(tmp_path):
         assert left == [] or "removed" in cleaned.stdout
 
 
-def test_an_engine_stopping_during_a_build_leaves_no_tag(tmp_path):
+def test_an_engine_stopping_during_a_build_leaves_no_tag(tmp_path, second_engine):
     """The second engine stops while buildx builds a cell there: gobuild exits 5 with one line
     naming the engine and the cell, and once the engine is back it holds no tag of that image
     and no container or volume of gobuild."""
     import time
 
-    from tests.second_engine import SecondEngine
-
     tag = "gobuild/go:1.22.10-bookworm-amd64"
-    with SecondEngine(tmp_path / "engine") as second:
+    with contextlib.nullcontext(second_engine) as second:  # the session's (conftest.py), started once
         second.load("gobuild/base:bookworm-amd64")
         env = second.env()
         proc = subprocess.Popen(

@@ -494,3 +494,18 @@ def test_cleanup_of_a_host_still_down_names_it(monkeypatch):
     assert result.exit_code == 5
     assert "up: removed volume v" in result.output
     assert result.output.strip().splitlines()[-1].startswith("Error: not cleaned: host gone")
+
+
+# ---- a bench preparation does only what the selected suites use (fleet tests: sched) ------
+
+def test_preparation_builds_only_what_the_suites_use(tmp_path):
+    from builder.bench import runner
+
+    def script(*suites: str) -> str:
+        return runner.prep_script(replace(_opts(tmp_path), suites=suites))
+
+    assert "go mod download" not in script("sched") and "go test -c" not in script("sched", "memstats")
+    assert "go build -o /gobuild/bin/ ./runner ./sched" in script("sched")
+    assert "go mod download all" in script("tooling") and "go test -c" not in script("tooling")
+    assert "go test -c" in script("gotest") and "go test -c" in script("sched", "memory")
+    assert "go list -deps" in script("compile")
