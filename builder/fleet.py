@@ -561,7 +561,7 @@ def build_images(inputs: Inputs, fleet: tuple[Host, ...], *, force: bool = False
     cells = inputs.cells()
     routes = route(list(dict.fromkeys(c.platform for c in cells)), reached)
     if not routes:
-        raise ConfigError("no host answers: " + "; ".join(f"{h}: {e}" for h, e in skipped))
+        raise EngineError("no host answers: " + "; ".join(f"{h}: {e}" for h, e in skipped))
     by_label = {r.host.label: r for r in reached}
     lock = inputs.lock()
     if buildx_nodes:

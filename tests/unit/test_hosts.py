@@ -509,3 +509,12 @@ def test_preparation_builds_only_what_the_suites_use(tmp_path):
     assert "go mod download all" in script("tooling") and "go test -c" not in script("tooling")
     assert "go test -c" in script("gotest") and "go test -c" in script("sched", "memory")
     assert "go list -deps" in script("compile")
+
+
+def test_images_with_every_host_unreachable_is_the_engines_exit(monkeypatch):
+    monkeypatch.setattr(hosts, "reach_all", lambda fleet_hosts: [
+        hosts.Reached(host=h, error=f"host {h.label} ({h.endpoint}) does not answer") for h in fleet_hosts])
+    result = CliRunner().invoke(main, ["images", "--host", "a=tcp://a:1", "--host", "b=tcp://b:1",
+                                       "--go", "1.22", "--variant", "slim", "--platform", "linux/amd64"])
+    assert result.exit_code == 5, result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: no host answers: a: host a")
