@@ -121,11 +121,13 @@ def overhead_and_peak(ref: str | None, runs: int, cpus: float) -> None:
                           lambda m: print(f"limits: {m}", file=sys.stderr))
             target = bench.prepare(images[0], 0)
             ours_cfg = configs(opts, [target])[0]
-            plain = engine.Spec(
+            # locked down like gobuild's measured runs (GOCACHE in tmpfs, read-only volume): the
+            # ratio then measures the harness only, not the lockdown
+            plain = engine.locked_down(engine.Spec(
                 image=target.ref, command=("busybox", "time", "-v", *ours_cfg.argv), role="plain",
                 platform=target.platform, environment={**ENV, "GOMAXPROCS": str(procs)},
                 limits=engine.Limits(cpus=cpus, memory=opts.memory), volumes={target.volume: MOUNT},
-                working_dir=f"{MOUNT}/work")
+                read_only_mounts=(MOUNT,), working_dir=f"{MOUNT}/work"))
             ours, theirs = [], []
             rng = random.Random(1)
             for i in range(runs + 1):

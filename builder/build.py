@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
@@ -47,9 +47,11 @@ def multiarch_tags(release: Release, cell: Cell, repo: str) -> list[str]:
     return joined_tags(release.version, cell.variant.name, repo)
 
 
-def input_digest(ctx: Context, artifact: Artifact, base_image_id: str) -> str:
+def input_digest(ctx: Context, artifact: Artifact, base_image_id: str,
+                 signature_verdict: str = signature.UNAVAILABLE) -> str:
     """sha256 over every input of a build: rendered files, toolchain, base image (for slim:
-    the userland's digest), the prune groups and how they are applied."""
+    the userland's digest), the prune groups and how they are applied, and the signature
+    verdict with its key (signature.expected), so its labels never go stale."""
     h = hashlib.sha256()
     for name, content in sorted(ctx.files.items()):
         h.update(f"file {name} {len(content)}\n".encode())
@@ -57,6 +59,8 @@ def input_digest(ctx: Context, artifact: Artifact, base_image_id: str) -> str:
     h.update(f"toolchain {artifact.sha256}\nbase {base_image_id}\n".encode())
     if ctx.cell.variant.prune:
         h.update(prune.fingerprint(ctx.cell.variant.prune).encode())
+    if signature_verdict != signature.UNAVAILABLE:  # unavailable: digests as they were
+        h.update(f"signature {signature_verdict}\n".encode())
     return h.hexdigest()
 
 
@@ -82,6 +86,7 @@ class Planned:
     digest: str
     up_to_date: bool
     userland: userland.Userland | None = None
+    trust: signature.Trust = field(default_factory=signature.Trust)  # release-signature checks
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,7 +115,8 @@ class Built:
 
 
 def plan(client: docker.DockerClient, contexts: list[Context], lock: Lock,
-         cache_root: Path | None = None) -> list[Planned]:
+         cache_root: Path | None = None, trust: signature.Trust | None = None) -> list[Planned]:
+    trust = trust or signature.Trust()
     planned = []
     base_ids: dict[tuple[str, str], tuple[str, str]] = {}
     lands: dict[tuple[str, str], userland.Userland] = {}
@@ -132,12 +138,13 @@ def plan(client: docker.DockerClient, contexts: list[Context], lock: Lock,
             base_ref, base_id = base_ids[key]
         release, artifact = lock.release(cell), lock.artifact(cell)
         tag = image_tag(release, cell)
-        digest = input_digest(ctx, artifact, base_id)
+        digest = input_digest(ctx, artifact, base_id, signature.expected(artifact, trust))
         labels = engine.image_labels(client, tag)
         planned.append(Planned(
             cell=cell, release=release, artifact=artifact, context=ctx, tag=tag,
             base_ref=base_ref, digest=digest,
             up_to_date=bool(labels) and labels.get(INPUT_LABEL) == digest, userland=land,
+            trust=trust,
         ))
     return planned
 
@@ -167,18 +174,30 @@ def assemble(work: Path, p: Planned, tree: Path) -> Path:
     return folder
 
 
+def provenance_labels(client: docker.DockerClient, p: Planned) -> list[str]:
+    """buildx's --label arguments for the signature verdict (and key) and the SBOM's digest
+    (writes the SBOM into the cache)."""
+    return [*signature.label_args(p.artifact, p.trust),
+            *sbom.label_args(client, image=p.tag, release=p.release, artifact=p.artifact,
+                             base_ref=p.base_ref, trust=p.trust,
+                             suite=bases.suite_of(p.cell.variant))]  # the matrix's, not the tag's
+
+
+def buildx_command(folder: Path, p: Planned, labels: list[str], environ: dict[str, str], *,
+                   no_cache: bool = False) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of the buildx build of p (pure): the one command 'gobuild
+    images' runs, and the reproducibility test too (with no_cache)."""
+    argv = buildx_argv(folder, p.tag, p.cell.platform, p.base_ref, p.digest)
+    argv = [*argv[:-1], *(["--no-cache"] if no_cache else []), *labels, argv[-1]]
+    # the image's created time and history: the release's date (engines >= 23; older ones ignore it)
+    return argv, {**environ, "SOURCE_DATE_EPOCH": str(reproducible.source_date_epoch(p.release))}
+
+
 def _run_build(client: docker.DockerClient, p: Planned, folder: Path, use_buildx: bool) -> None:
     print(f"gobuild: building {p.tag} ({p.cell.platform}) FROM {p.base_ref or 'scratch'}", file=sys.stderr)
     if use_buildx:
-        proc = subprocess.run(
-            [*buildx_argv(folder, p.tag, p.cell.platform, p.base_ref, p.digest)[:-1],
-             *signature.label_args(p.artifact),
-             *sbom.label_args(client, image=p.tag, release=p.release, artifact=p.artifact,
-                              base_ref=p.base_ref), str(folder)],
-            stdout=sys.stderr, stderr=sys.stderr, check=False,
-            # the image's created time and history: the release's date (engines >= 23; older ones ignore it)
-            env={**os.environ, "SOURCE_DATE_EPOCH": str(reproducible.source_date_epoch(p.release))},
-        )
+        argv, env = buildx_command(folder, p, provenance_labels(client, p), dict(os.environ))
+        proc = subprocess.run(argv, stdout=sys.stderr, stderr=sys.stderr, check=False, env=env)
         if proc.returncode != 0:
             try:  # a build broken off by the engine going away is the engine's error, not the build's
                 client.ping()

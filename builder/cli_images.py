@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from . import pipeline, signature
+from . import pipeline
+from .cli_trust import trust_options
 from .errors import ConfigError
 from .inputs import Inputs, emit, hosts_options, inputs_options, json_option
 
@@ -58,24 +59,19 @@ def download_progress() -> Iterator:
 @click.option("--verify", is_flag=True,
               help="Smoke-test every image: go version, go build and go test offline, cgo in bookworm.")
 @click.option("--force", is_flag=True, help="Rebuild even the images that are up to date.")
-@click.option("--release-keyring", type=click.Path(dir_okay=False, path_type=Path),
-              help="The keyring (gpg --export) holding the Go release key [default: $XDG_CONFIG_HOME/gobuild/go-release-keyring.gpg].")
-@click.option("--release-key-fingerprint", metavar="FPR", default=signature.GO_RELEASE_KEY,
-              show_default=True,
-              help="The key release signatures must come from: change it only for a mirror "
-                   "that signs its own copies (or a test key).")
+@trust_options
 @json_option
 def images_cmd(inputs: Inputs, hosts, buildx_nodes: str | None, push: bool, no_join: bool, registry: str | None, verify: bool,
-               force: bool, release_keyring: Path | None, release_key_fingerprint: str,
-               as_json: bool) -> None:
+               force: bool, trust, as_json: bool) -> None:
     """Build the image of every selected cell with buildx (one platform per build).
 
     The toolchain named in the lock is downloaded once into the cache
     ($XDG_CACHE_HOME/gobuild), verified against its sha256, and copied into the image:
     nothing of it runs under emulation. An image whose inputs are unchanged is not rebuilt.
     Where the source publishes a release signature (.asc beside each go.dev archive), it is
-    checked with gpgv against the Go release key (pinned by fingerprint): the verdict,
-    verified or unavailable, is in the image's labels and in --json; a bad one is exit 4.
+    checked with gpgv against the Go release key (pinned by fingerprint; the key is fetched
+    from Google on first use): the verdict, verified or unavailable, is in the image's labels
+    and in --json; a bad one is exit 4.
 
     \b
     Tags (local): gobuild/go:<go version>-<variant>-<arch>, e.g. gobuild/go:1.22.10-slim-arm64
@@ -113,8 +109,7 @@ def images_cmd(inputs: Inputs, hosts, buildx_nodes: str | None, push: bool, no_j
         with download_progress() as progress:
             fleet = fleet_build(inputs, hosts, force=force, verify=verify, progress=progress,
                                 buildx_nodes=buildx_nodes,
-                                trust=signature.Trust(keyring=release_keyring or signature.keyring_path(),
-                                                      fingerprint=release_key_fingerprint),
+                                trust=trust,
                                 log=lambda line: click.echo(f"gobuild: {line}", err=True))
         if as_json:
             emit(fleet.as_json(), True, "")
@@ -130,9 +125,7 @@ def images_cmd(inputs: Inputs, hosts, buildx_nodes: str | None, push: bool, no_j
     with download_progress() as progress:
         result = pipeline.build_images(inputs.cells(), inputs.lock(), inputs.templates, force=force,
                                        verify=verify, publish=publish, progress=progress,
-                                       trust=signature.Trust(
-                                           keyring=release_keyring or signature.keyring_path(),
-                                           fingerprint=release_key_fingerprint))
+                                       trust=trust)
     click.echo(f"downloaded {result.downloaded_bytes} bytes; verified {result.verified} images",
                err=True)
     if as_json:

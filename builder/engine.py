@@ -211,6 +211,7 @@ class Spec:
     environment: Mapping[str, str] = field(default_factory=dict)
     limits: Limits = Limits()
     volumes: Mapping[str, str] = field(default_factory=dict)  # volume name -> mount point
+    read_only_mounts: tuple[str, ...] = ()  # mount points of volumes mounted read-only
     user: str | None = None
     working_dir: str | None = None
     timeout: float = 3600
@@ -231,6 +232,12 @@ UNPRIVILEGED_USER = "65534:65534"
 SCRATCH_TMPFS = "rw,nosuid,nodev,exec,mode=1777"
 
 
+def is_root(user: str) -> bool:
+    """Whether a container user ("uid[:gid]" or "name[:group]") is root, whatever its group
+    ("0", "root", "0:1000", "root:root") (pure)."""
+    return user.split(":", 1)[0].strip() in ("0", "root")
+
+
 def locked_down(spec: Spec, *, scratch: tuple[str, ...] = ("/tmp",), user: str | None = None,
                 pids: int | None = None) -> Spec:
     """spec with every privilege it does not need taken away (pure): no capabilities,
@@ -238,7 +245,7 @@ def locked_down(spec: Spec, *, scratch: tuple[str, ...] = ("/tmp",), user: str |
     spec's own when it is not root, else nobody) and a pids limit. The network stays what the
     spec says (none unless asked); mounts stay the spec's volumes and binds."""
     if user is None:
-        user = spec.user if spec.user not in (None, "0", "root", "0:0") else UNPRIVILEGED_USER
+        user = spec.user if spec.user and not is_root(spec.user) else UNPRIVILEGED_USER
     return replace(spec, cap_drop=("ALL",), no_new_privileges=True, read_only_root=True,
                    tmpfs={path: SCRATCH_TMPFS for path in scratch}, user=user,
                    limits=replace(spec.limits, pids=pids or spec.limits.pids or 4096))
@@ -269,7 +276,8 @@ def create_kwargs(spec: Spec, *, name: str, labels: Mapping[str, str]) -> dict:
     if lim.pids:
         kw["pids_limit"] = lim.pids
     if spec.volumes or spec.binds:
-        kw["volumes"] = {vol: {"bind": path, "mode": "rw"} for vol, path in spec.volumes.items()}
+        kw["volumes"] = {vol: {"bind": path, "mode": "ro" if path in spec.read_only_mounts else "rw"}
+                         for vol, path in spec.volumes.items()}
         kw["volumes"].update({b.source: {"bind": b.target, "mode": "ro" if b.read_only else "rw"}
                               for b in spec.binds})
     if spec.user is not None:

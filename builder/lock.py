@@ -49,7 +49,10 @@ class Artifact:
     filename: str
     size: int
     format: Format
-    signature: str | None = None  # URL of the release signature (.asc) the source publishes
+    # the release signature: its verdict at lock time ("verified" or "unavailable"; None for a
+    # source that signs nothing, PyPI) and the URL of the .asc the source serves (None: none)
+    signature: str | None = None
+    signature_url: str | None = None
     source: Literal["download", "built"] = "download"
     built_from: BuiltFrom | None = None
 
@@ -108,8 +111,11 @@ def validate_release(where: str, rel: Release) -> None:
             raise ConfigError(f"{where}: {arch} sha256 {art.sha256!r} is not 64 hex digits")
         if not URL_RE.match(art.url) or not FILENAME_RE.match(art.filename):
             raise ConfigError(f"{where}: {arch} has an invalid URL or file name")
-        if art.signature is not None and not URL_RE.match(str(art.signature)):
+        if art.signature_url is not None and not URL_RE.match(str(art.signature_url)):
             raise ConfigError(f"{where}: {arch} has an invalid signature URL: re-run 'gobuild lock'")
+        if art.signature not in (None, "verified", "unavailable"):
+            raise ConfigError(f"{where}: {arch} signature {str(art.signature)[:40]!r} is neither "
+                              "verified nor unavailable: re-run 'gobuild lock'")
         if art.format not in ("tar.gz", "wheel"):
             raise ConfigError(f"{where}: {arch} has an unknown format {art.format!r}")
         if not isinstance(art.size, int) or isinstance(art.size, bool) or art.size < 0:
@@ -129,8 +135,9 @@ def validate_release(where: str, rel: Release) -> None:
 def _artifact_json(art: Artifact) -> dict:
     """A downloaded artifact as before built ones existed (so old locks stay byte-identical)."""
     data = asdict(art)
-    if art.signature is None:  # a source without signatures: entries as they were
-        del data["signature"]
+    for key in ("signature", "signature_url"):  # a source without signatures: entries as they were
+        if data[key] is None:
+            del data[key]
     if not art.built:
         del data["source"], data["built_from"]
     return data
@@ -194,8 +201,8 @@ def parse_lock(text: str, path: Path, *, allow_http: bool = False) -> Lock:
             )
             for arch, art in rel.files.items():
                 check_url(art.url, f"{path}: go {minor} {arch} URL", allow_http=allow_http)
-                if art.signature is not None:
-                    check_url(art.signature, f"{path}: go {minor} {arch} signature URL",
+                if art.signature_url is not None:
+                    check_url(art.signature_url, f"{path}: go {minor} {arch} signature URL",
                               allow_http=allow_http)
             validate_release(f"{path}: go {minor}", rel)
             go[minor] = rel

@@ -5,6 +5,7 @@ wants and gets a typed result back. Progress goes to stderr (or to the ``log`` c
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -70,11 +71,12 @@ def build_images(cells: tuple[Cell, ...], lock: Lock, templates: Path | None, *,
     check_publish(publish)
     contexts = render.render_all(render.environment(templates), cells, lock)
     client = client or engine.client()
-    planned = build.plan(client, contexts, lock)
+    trust = trust or signature.Trust()
+    planned = build.plan(client, contexts, lock, trust=trust)
     cache = toolchains.Cache(root=toolchains.cache_dir())
     # sha256 and release signature checked before anything is built (build_all finds them cached)
     fetched = signature.fetch_and_check(cache, [p.artifact for p in planned if force or not p.up_to_date],
-                                        trust or signature.Trust(keyring=signature.keyring_path()), progress)
+                                        trust, progress)
     images, downloaded = build.build_all(client, planned, cache, progress, force=force)
     downloaded += fetched
     if verify:
@@ -170,15 +172,30 @@ class LockResult:
 
 
 def relock(matrix: Matrix, cells: tuple[Cell, ...], lock_path: Path, *, source: str,
-           mirror: str | None, pypi_index: str) -> LockResult:
-    """Resolve the selected versions and write the lock; versions not selected are kept."""
+           mirror: str | None, pypi_index: str, trust: signature.Trust | None = None,
+           progress: toolchains.Progress | None = None) -> LockResult:
+    """Resolve the selected versions and write the lock; versions not selected are kept.
+    Where the source serves a release signature, the archive is fetched and the signature
+    verified now, and the lock records the verdict and the .asc URL (a bad one writes nothing)."""
     versions = tuple(dict.fromkeys(cell.go for cell in cells))
     releases = list_releases(source, mirror, pypi_index, warn_stderr)
     resolved = resolve(matrix, versions, releases, dated=date_from_headers)
     resolved = crossbuild.complete(resolved, arches=tuple(platform_arch(p) for p in matrix.platforms),
                                    cache=toolchains.Cache(root=toolchains.cache_dir()),
                                    host_arch=engine.host_arch())
+    resolved = _with_signatures(resolved, trust or signature.Trust(), progress)
     old = load_lock(lock_path).go if lock_path.exists() else {}
     keep = {k: v for k, v in old.items() if k in matrix.go and k not in resolved}
     lock = Lock(go=dict(sorted({**keep, **resolved}.items())), path=lock_path)
     return LockResult(path=lock_path, changed=write_lock(lock), resolved=resolved)
+
+
+def _with_signatures(resolved: dict[str, Release], trust: signature.Trust,
+                     progress: toolchains.Progress | None) -> dict[str, Release]:
+    """The releases with each archive's signature verdict and URL as checked now."""
+    arts = [a for r in resolved.values() for a in r.files.values()]
+    found = signature.lock_verdicts(toolchains.Cache(root=toolchains.cache_dir()), arts, trust,
+                                    progress)
+    return {minor: dataclasses.replace(r, files={
+        arch: dataclasses.replace(a, signature=found[a.sha256][0], signature_url=found[a.sha256][1])
+        if a.sha256 in found else a for arch, a in r.files.items()}) for minor, r in resolved.items()}

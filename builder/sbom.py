@@ -75,7 +75,8 @@ def base_status(client: docker.DockerClient, base_ref: str, run_id: str) -> str:
 
 
 def document(*, image: str, release: Release, artifact: Artifact, signature: str,
-             packages: list[DebPackage], suite: str = "bookworm") -> str:
+             packages: list[DebPackage], suite: str = "bookworm",
+             signature_key: str | None = None) -> str:
     """The CycloneDX JSON of one image (pure, deterministic)."""
     go = Component(
         type=ComponentType.APPLICATION, name="go", version=release.version,
@@ -86,7 +87,10 @@ def document(*, image: str, release: Release, artifact: Artifact, signature: str
                                                url=XsUri(artifact.url))],
         properties=[Property(name="gobuild:source", value=release.source),
                     Property(name="gobuild:archive", value=artifact.filename),
-                    Property(name="gobuild:signature", value=signature)],
+                    Property(name="gobuild:signature", value=signature),
+                    # the key a verified signature came from (the Go key unless overridden)
+                    *([Property(name="gobuild:signature-key", value=signature_key)]
+                      if signature_key and signature == "verified" else [])],
     )
     debs = [Component(
         type=ComponentType.LIBRARY, name=p.name, version=p.version,
@@ -96,7 +100,7 @@ def document(*, image: str, release: Release, artifact: Artifact, signature: str
     ) for p in packages]
     stamp = datetime.strptime(release.released or "1970-01-01", "%Y-%m-%d").replace(
         tzinfo=timezone.utc)
-    content = json.dumps([image, release.version, artifact.sha256, signature,
+    content = json.dumps([image, release.version, artifact.sha256, signature, signature_key or "",
                           [(p.name, p.version, p.arch) for p in packages]])
     root = Component(type=ComponentType.CONTAINER, name=image, version=release.version,
                      bom_ref=f"image:{image}")
@@ -120,14 +124,15 @@ def write(cache_root: Path, text: str) -> tuple[Path, str]:
 
 
 def label_args(client: docker.DockerClient, *, image: str, release: Release, artifact: Artifact,
-               base_ref: str) -> list[str]:
+               base_ref: str, trust: signature.Trust | None = None,
+               suite: str = "bookworm") -> list[str]:
     """Write the SBOM of an image about to be built (into the default cache) and return
     buildx's --label with its digest. base_ref "" (slim: no base image) lists no packages."""
     root = cache_dir()
+    trust = trust or signature.Trust()
     status = base_status(client, base_ref, engine.new_run_id()) if base_ref else ""
-    suite = base_ref.rpartition(":")[2].split("-")[0] or "bookworm"
     text = document(image=image, release=release, artifact=artifact,
-                    signature=signature.verdict(Cache(root=root), artifact),
-                    packages=installed_packages(status), suite=suite)
+                    signature=signature.current(Cache(root=root), artifact, trust),
+                    packages=installed_packages(status), suite=suite, signature_key=trust.fingerprint)
     _, digest = write(root, text)
     return ["--label", f"{LABEL}={digest}"]

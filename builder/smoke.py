@@ -149,17 +149,25 @@ def check_output(image: Built, output: str, cgo: bool, pruned: tuple[str, ...] =
 NATIVE_TIMEOUT, EMULATED_TIMEOUT, EMULATED_TRIES = 600, 600, 3
 
 
+def smoke_spec(image: Built, *, pruned: tuple[str, ...], emulated: bool,
+               image_user: str | None) -> engine.Spec:
+    """The smoke container of image (pure): locked down like a measured bench run (what a CI
+    job needs of the image must work so), as the image's own user when it is not root (slim's
+    1000), else nobody; HOME on the tmpfs, as the root filesystem is read-only."""
+    return engine.locked_down(engine.Spec(
+        image=image.tag, command=("sh", "-c", SCRIPT), role="smoke", platform=image.platform,
+        network=False, environment={"HOME": "/tmp", "GOBUILD_PRUNE": ",".join(pruned)},
+        user=image_user, timeout=EMULATED_TIMEOUT if emulated else NATIVE_TIMEOUT))
+
+
 def smoke(engine_client: docker.DockerClient, image: Built, cgo: bool, run_id: str,
           engine_arch: str | None = None) -> SmokeResult:
     emulated = platform_arch(image.platform) != (engine_arch or engine.arch(engine_client))
     tries = EMULATED_TRIES if emulated else 1
     pruned = tuple(g for g in (engine.image_labels(engine_client, image.tag) or {}).get(
         "io.gobuild.prune", "").split(",") if g)
-    # Locked down like a measured bench run: what a CI job needs of the image must work so.
-    spec = engine.locked_down(engine.Spec(
-        image=image.tag, command=("sh", "-c", SCRIPT), role="smoke", platform=image.platform,
-        network=False, environment={"HOME": "/tmp", "GOBUILD_PRUNE": ",".join(pruned)},
-        timeout=EMULATED_TIMEOUT if emulated else NATIVE_TIMEOUT))
+    image_user = (engine_client.images.get(image.tag).attrs.get("Config") or {}).get("User") or None
+    spec = smoke_spec(image, pruned=pruned, emulated=emulated, image_user=image_user)
     for attempt in range(1, tries + 1):
         finished = engine.run(engine_client, spec, run_id)
         if not finished.timed_out:

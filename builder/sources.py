@@ -119,7 +119,7 @@ def godev_releases(session: requests.Session, base: str, source: str) -> list[Re
                     filename=f["filename"],
                     size=int(f.get("size", 0)),
                     format="tar.gz",
-                    signature=urljoin(base, f["filename"] + ".asc"),  # go.dev signs each archive
+                    signature_url=urljoin(base, f["filename"] + ".asc"),  # go.dev signs each archive
                 )
         if files:
             releases.append(

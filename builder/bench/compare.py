@@ -296,6 +296,13 @@ def run_warnings(old: Run, new: Run, old_name: str, new_name: str) -> list[str]:
     engine_keys = ("engine_version", "engine_api", "storage_driver", "cgroup_version")
     if engines := _differences(dict(old.host), dict(new.host), engine_keys):
         warns.append(f"the runs used different engines ({'; '.join(engines)})")
+    if (lock_o := old.host.get("lockdown")) != (lock_n := new.host.get("lockdown")):
+        said = {name: ", ".join(f"{k} {v}" for k, v in sorted((lock or {}).items()))
+                or "none recorded (GOCACHE on the container's disk)"
+                for name, lock in ((old_name, lock_o), (new_name, lock_n))}
+        warns.append(f"the runs were measured under different lockdowns ({old_name}: {said[old_name]}; "
+                     f"{new_name}: {said[new_name]}): a GOCACHE in tmpfs counts in the cgroup peaks, "
+                     "so memory (and compile) figures differ by that too")
     opt_keys = ("workload", "workload_shape", "compile_target", "bench_package", "warmup")
     if opts := _differences(dict(old.options), dict(new.options), opt_keys):
         warns.append(f"the runs measured different things ({'; '.join(opts)})")

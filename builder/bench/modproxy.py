@@ -44,7 +44,8 @@ MOUNT = "/gobuild"
 PORT = 8080
 PROXY = f"{MOUNT}/bin/modproxy"
 NETCHECK = f"{MOUNT}/bin/netcheck"
-WARM_CACHE = f"{MOUNT}/modcache-warm"  # on the bench volume: kept from run to run
+WARM_MOUNT = "/gobuild-warm"  # a volume of its own, writable: the bench volume is read-only to runs
+WARM_CACHE = f"{WARM_MOUNT}/modcache"  # kept from run to run
 COLD_CACHE = "/tmp/gomodcache"  # in the container's own layer: empty every run
 READY_TIMEOUT = 60.0
 ZIP_LINE = "GOBUILD-PROXY-ZIP "  # the proxy's line per .zip served
@@ -145,7 +146,8 @@ def _proxy(bench: Bench, target: Target, network: str) -> Iterator[tuple[str, di
                              f"must be: {'; '.join(problems)} (proxy {state}: {tail}); "
                              "does this engine support internal networks?")
         fill = bench.spec(target, list(download_argv(user_workload)), role="fill", limits=False,
-                          network=network, env={"GOPROXY": url, "GOMODCACHE": WARM_CACHE})
+                          network=network, env={"GOPROXY": url, "GOMODCACHE": WARM_CACHE},
+                          warm_cache=True)
         done = engine.run(bench.client, fill, bench.run_id)
         if done.exit_code != 0:
             raise BenchError(f"moddownload: go mod download from the local proxy failed for "

@@ -143,6 +143,10 @@ def memory_phase_rows(run: Run) -> list[list[str]]:
 
 MEMORY_HEADER = ["phase (as the comparison names it)", "what gobuild measures", "image",
                  "process peak", "cgroup peak", "cgroup anon peak", "n"]
+TMPFS_NOTE = (
+    "Measured runs are locked down with GOCACHE, HOME and GOTMPDIR in a tmpfs at /tmp: its pages "
+    "are charged to the cgroup and cannot be reclaimed, so the cgroup peaks include the build "
+    "cache the command wrote (the process peak does not).")
 MEMORY_MAPPING = (
     "The published comparison names three memory phases; gobuild measures each as a command of "
     "its own, in a fresh container, and reports the process peak (the command and every child "
@@ -177,7 +181,9 @@ def report_md(run: Run, folder: Path) -> str:
     if "memstats" in run.raw.get("suites", {}):
         out += [f"Note: {MEMINFO_NOTE}.", ""]
     if any(r.suite == "memory" for r in run.records):
-        out += ["## Memory per phase", "", MEMORY_MAPPING, "",
+        note = MEMORY_MAPPING + (f" {TMPFS_NOTE}" if run.host.get("lockdown", {}).get("gocache") == "tmpfs"
+                                 else "")
+        out += ["## Memory per phase", "", note, "",
                 *_table(MEMORY_HEADER, memory_phase_rows(run))]
     drawn = [_draw(functools.partial(fn, run, folder), fn.__name__.removesuffix("_plot"))
              for fn in plots.RUN_PLOTS]

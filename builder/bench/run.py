@@ -21,7 +21,7 @@ from . import modproxy, output
 from .options import BenchOptions, config_labels, quiet_threshold
 from .progress import Progress
 from .results import METRICS, Record, Results, Target
-from .runner import Bench, configs, rounds
+from .runner import LOCKDOWN, Bench, configs, rounds
 
 # A memory limit is rounded to the kernel's page size (4 KiB, or 16 or 64 KiB on some arm64
 # kernels, the Raspberry Pi 5's among them).
@@ -243,7 +243,8 @@ def run_bench(engine_client: docker.DockerClient, opts: BenchOptions, run_id: st
         "cgroup_version": inside.get("cgroup_version"), "kernel": inside.get("kernel"),
         "cpu_model": inside.get("cpu_model"), "governor": inside.get("governor") or None,
         "loadavg_start": inside.get("loadavg"), "cpus_online": inside.get("nproc_online"),
-        "quiet_wait": None, "load_at_round_start": [], **(host_info or {}),
+        "quiet_wait": None, "load_at_round_start": [], "lockdown": dict(LOCKDOWN),
+        **(host_info or {}),
     }
     cfgs = configs(opts, targets)
     extra_warnings = [output.MEMINFO_NOTE] if "memstats" in opts.suites else []

@@ -31,8 +31,17 @@ RUNNER = f"{MOUNT}/bin/runner"
 TEST_BINARY = f"{MOUNT}/bin/workload.test"  # go test -c of --bench-package, built once
 ENV = {
     "GOCACHE": "/tmp/gocache", "GOMODCACHE": f"{MOUNT}/modcache", "GOPROXY": "off",
-    "GOFLAGS": "-mod=mod", "GOSUMDB": "off", "GOTOOLCHAIN": "local", "HOME": "/tmp",
+    # -mod=readonly: the workload is read-only to measured runs (the preparation completed go.sum)
+    "GOFLAGS": "-mod=readonly", "GOSUMDB": "off", "GOTOOLCHAIN": "local", "HOME": "/tmp",
 }
+# The moddownload suite's warm module cache: the one thing a measured run must write that
+# outlives it, so on a volume of its own (the bench volume is read-only to measured runs).
+WARM_MOUNT = modproxy.WARM_MOUNT
+# What a measured run is allowed, recorded in results.json's host facts ("lockdown"): runs from
+# before it lack the key. GOCACHE in a tmpfs is charged to the cgroup and cannot be reclaimed
+# (no swap), so the cgroup peaks include the build cache: compare warns across the change.
+LOCKDOWN = {"gocache": "tmpfs", "root": "read-only", "bench_volume": "read-only",
+            "capabilities": "none", "user": "non-root", "network": "none"}
 TOOLING = {
     "go-list-deps": ["go", "list", "-deps", "./..."],
     "go-mod-graph": ["go", "mod", "graph"],
@@ -41,7 +50,7 @@ TOOLING = {
 MEMORY_PHASES = {
     "go-env": ["go", "env"],
     "go-list-m-all": ["go", "list", "-m", "all"],
-    "go-build": ["go", "build", "./..."],
+    "go-build": ["go", "build", "-o", "/dev/null", "./..."],  # nothing written: the volume is read-only
     "go-test-binary": [TEST_BINARY, "-test.run", "^$", "-test.bench", ".",
                        "-test.benchtime", "200x"],
 }
@@ -62,6 +71,7 @@ rm -rf {m}/prepcache
 mkdir -p {m}/modcache/cache/download
 echo "GOBUILD-ZIPS $(find {m}/modcache/cache/download -name '*.zip' | wc -l)"
 chmod -R a+rwX {m}
+if [ -d {warm} ]; then chmod a+rwX {warm}; fi
 echo GOBUILD-PREPARED
 """
 
@@ -75,10 +85,11 @@ def prep_script(opts: BenchOptions) -> str:
     # sched and memstats run only their probes: the workload's modules and test binary only
     # for the suites that use them (most of a preparation's time)
     suites = set(opts.suites)
-    workload_lines = [download, "go list -deps ./... >/dev/null"] if suites & WORKLOAD_SUITES else []
+    workload_lines = ([download, "go list -deps ./... >/dev/null", "go list -m all >/dev/null",
+                       "go mod graph >/dev/null"] if suites & WORKLOAD_SUITES else [])
     if suites & TEST_BINARY_SUITES:
         workload_lines.append(f"go test -c -o {MOUNT}/bin/workload.test {shlex.quote(opts.bench_package)}")
-    return PREP.format(m=MOUNT, workload="\n".join(workload_lines) or ":",
+    return PREP.format(m=MOUNT, warm=WARM_MOUNT, workload="\n".join(workload_lines) or ":",
                        probes=" ".join(f"./{p}" for p in probes))
 
 
@@ -124,14 +135,23 @@ class Bench:
 
     def spec(self, target: Target, command: list[str], *, role: str, limits: bool = True,
               env: dict | None = None, user: str | None = None, network: bool | str = False,
-              timeout: float = RUN_TIMEOUT, working_dir: str = f"{MOUNT}/work") -> engine.Spec:
+              timeout: float = RUN_TIMEOUT, working_dir: str = f"{MOUNT}/work",
+              warm_cache: bool = False) -> engine.Spec:
+        """A container of target's bench volume; limits=True is a measured run (or the facts
+        run): locked down, the bench volume read-only; warm_cache mounts the moddownload suite's
+        warm-cache volume (writable) too."""
         o = self.opts
+        volumes = {target.volume: MOUNT}
+        if warm_cache:
+            volumes[warm_volume(target)] = WARM_MOUNT
         spec = engine.Spec(
             image=target.ref, command=tuple(command), role=role, platform=target.platform,
             network=network, environment={**ENV, **(env or {})},
             limits=engine.Limits(cpus=o.cpus, memory=o.memory, cpuset=o.cpuset) if limits
             else engine.Limits(),
-            volumes={target.volume: MOUNT}, user=user, working_dir=working_dir, timeout=timeout,
+            volumes=volumes, user=user, working_dir=working_dir, timeout=timeout,
+            # measured code cannot change the workload, the module cache or the runner probe
+            read_only_mounts=(MOUNT,) if limits else (),
         )
         # Measured runs (and the facts run, under the same limits) run other people's code:
         # locked down, with /tmp (GOCACHE, GOTMPDIR, HOME) as their only scratch. The
@@ -154,8 +174,12 @@ class Bench:
             o.workload_modules, o.workload_packages)
         files.update(workload.probe_files())
         script, network = prep_script(o), o.workload is not None
+        warm = "moddownload" in o.suites
+        if warm:
+            engine.create_volume(self.client, warm_volume(target), self.run_id)
         spec = self.spec(target, ["sh", "-c", script], role="prepare", limits=False, user="0",
-                          network=network, timeout=PREP_TIMEOUT, working_dir=MOUNT)
+                          network=network, timeout=PREP_TIMEOUT, working_dir=MOUNT,
+                          warm_cache=warm)
         with self.progress.step(f"preparing {target.label} ({target.platform}"
                                 f"{', emulated' if target.emulated else ''}): workload, module "
                                 "cache, probes"):
@@ -194,7 +218,8 @@ class Bench:
         argv = [RUNNER, *(["-quiet"] if quiet else []), *cfg.argv]
         profiles: dict[str, bytes] = {}
         spec = self.spec(cfg.target, argv, role="run", env=env, network=network,
-                          working_dir=cfg.working_dir or f"{MOUNT}/work", timeout=self.opts.run_timeout)
+                          working_dir=cfg.working_dir or f"{MOUNT}/work", timeout=self.opts.run_timeout,
+                          warm_cache=cfg.suite == "moddownload")
         served = (self.proxies.zips_served(cfg.target.label)
                   if self.proxies and cfg.suite == "moddownload" else None)
         with engine.Container(self.client, spec, self.run_id) as ctr:
@@ -251,6 +276,11 @@ def to_sample(cfg: Config, done: engine.Finished, memory_limit: int) -> Sample:
     return Sample(values=values, exit_code=0, extra=extra)
 
 
+def warm_volume(target: Target) -> str:
+    """The moddownload suite's warm-cache volume of target (made with the run's labels)."""
+    return f"{target.volume}-warm"
+
+
 def package_dir(opts: BenchOptions) -> str | None:
     """Where a test binary of --bench-package runs, as go test runs it: in the package's own
     folder (so that it finds its testdata), when the package is given as a relative path."""
@@ -268,7 +298,9 @@ def configs(opts: BenchOptions, targets: list[Target]) -> list[Config]:
             what = "./..." if opts.compile_target == "workload" else "std"
             for g in opts.gomaxprocs:
                 out.append(Config(suite="compile", name=f"GoBuildA/pkg={opts.compile_target}",
-                                  target=t, argv=("go", "build", "-a", what), gomaxprocs=g))
+                                  # -o /dev/null: a lone main package's binary is not written
+                                  target=t, argv=("go", "build", "-a", "-o", "/dev/null", what),
+                                  gomaxprocs=g))
         if "memory" in opts.suites:
             for phase, argv in MEMORY_PHASES.items():
                 out.append(Config(suite="memory", name=f"GoMemory/phase={phase}", target=t,

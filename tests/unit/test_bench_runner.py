@@ -159,7 +159,7 @@ def test_moddownload_runs_cold_and_warm_on_the_proxy_network(tmp_path):
     cfgs = runner.configs(opts(tmp_path, suites=("moddownload",)), [TARGET])
     assert [(c.name, dict(c.env)["GOMODCACHE"]) for c in cfgs] == [
         ("GoModDownload/cache=cold", "/tmp/gomodcache"),  # the container's own, empty layer
-        ("GoModDownload/cache=warm", "/gobuild/modcache-warm"),  # the volume, kept
+        ("GoModDownload/cache=warm", "/gobuild-warm/modcache"),  # a volume of its own, kept
     ]
     assert all(c.argv == ("go", "mod", "download", "all") for c in cfgs)
     own = runner.configs(opts(tmp_path, suites=("moddownload",), workload=tmp_path), [TARGET])
@@ -209,11 +209,16 @@ def test_a_moddownload_run_gets_the_proxy_and_only_its_network(tmp_path, monkeyp
     assert spec.environment["GOMODCACHE"] == "/tmp/gomodcache"
     kw = engine.create_kwargs(spec, name="n", labels={})
     assert kw["network_mode"] == "gobuild-net-r"
+    # the bench volume read-only; the warm cache's own volume writable, in this suite only
+    assert kw["volumes"] == {TARGET.volume: {"bind": "/gobuild", "mode": "ro"},
+                             f"{TARGET.volume}-warm": {"bind": "/gobuild-warm", "mode": "rw"}}
     assert sample.extra["load1_start"] == 0.42 and "load1_start" not in sample.values
     other = runner.configs(opts(tmp_path, suites=("tooling",), gomaxprocs=(1,)), [TARGET])[0]
     bench.sample(other)
     assert specs[-1].network is False and specs[-1].environment["GOPROXY"] == "off"  # the others
     assert engine.create_kwargs(specs[-1], name="n", labels={})["network_mode"] == "none"
+    assert engine.create_kwargs(specs[-1], name="n", labels={})["volumes"] == {
+        TARGET.volume: {"bind": "/gobuild", "mode": "ro"}}
     assert "proxy_zips" not in bench.sample(other)[0].extra
 
 

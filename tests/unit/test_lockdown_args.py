@@ -22,8 +22,27 @@ def test_locked_down_takes_every_privilege_away_and_keeps_the_rest():
 
 def test_a_non_root_user_is_kept_and_root_is_replaced():
     assert engine.locked_down(spec(user="1000:1000")).user == "1000:1000"
-    for root in (None, "0", "root", "0:0"):
-        assert engine.locked_down(spec(user=root)).user == engine.UNPRIVILEGED_USER
+    for root in (None, "", "0", "root", "0:0", "0:1000", "root:root", "root:users"):
+        assert engine.locked_down(spec(user=root)).user == engine.UNPRIVILEGED_USER, root
+    assert engine.locked_down(spec(user="gopher:root")).user == "gopher:root"  # a group is no uid
+
+
+def test_the_smoke_container_is_locked_down_as_the_images_own_user():
+    from builder import smoke
+    from builder.build import Built
+
+    image = Built(id="c", tag="gobuild/go:1.22.10-slim-amd64", platform="linux/amd64",
+                  image_id="sha256:x", size=1, toolchain_sha256="a" * 64, go_version="1.22.10",
+                  variant="slim", status="built")
+    for image_user, expected in (("1000:1000", "1000:1000"), (None, engine.UNPRIVILEGED_USER),
+                                 ("root", engine.UNPRIVILEGED_USER)):
+        s = smoke.smoke_spec(image, pruned=("tests",), emulated=False, image_user=image_user)
+        kw = engine.create_kwargs(s, name="n", labels={})
+        assert kw["user"] == expected
+        assert kw["cap_drop"] == ["ALL"] and kw["security_opt"] == ["no-new-privileges:true"]
+        assert kw["read_only"] is True and kw["network_mode"] == "none"
+        assert kw["tmpfs"] == {"/tmp": engine.SCRATCH_TMPFS} and kw["pids_limit"] == 4096
+        assert kw["environment"]["HOME"] == "/tmp" and not kw.get("volumes")
 
 
 def test_an_open_spec_asks_for_nothing_of_the_lockdown():

@@ -71,6 +71,14 @@ func fork(n int) (int, string) {
 	return len(kids), ""
 }
 
+func openForWriting(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err == nil {
+		f.Close()
+	}
+	return err
+}
+
 func main() {
 	forks := flag.Int("fork", 0, "start up to this many processes (0: skip)")
 	flag.Parse()
@@ -82,6 +90,10 @@ func main() {
 	socketErr, connectErr := connect()
 	writeRoot := os.WriteFile("/gobuild-lockcheck", []byte("x"), 0o644)
 	writeTmp := os.WriteFile("/tmp/gobuild-lockcheck", []byte("x"), 0o644)
+	// the bench volume: the measuring probe and the workload must be out of measured code's
+	// reach. Opened for writing, never written: where it is allowed, nothing changes.
+	writeProbe := openForWriting("/gobuild/bin/runner")
+	writeWork := openForWriting("/gobuild/work/go.mod")
 	caps := status("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs")
 	// chroot needs CAP_SYS_CHROOT, which Docker grants root by default; setuid(0) needs
 	// CAP_SETUID (or a setuid binary, which no-new-privileges disarms).
@@ -95,6 +107,7 @@ func main() {
 		"uid": os.Getuid(), "gid": os.Getgid(), "interfaces": names,
 		"socket_error": socketErr, "connect_error": connectErr,
 		"write_root_error": errText(writeRoot), "write_tmp_error": errText(writeTmp),
+		"write_probe_error": errText(writeProbe), "write_work_error": errText(writeWork),
 		"caps": caps, "chroot_error": errText(chroot), "setuid_error": errText(setuid),
 		"fork_started": started, "fork_error": forkErr,
 	})
