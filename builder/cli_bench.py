@@ -32,7 +32,8 @@ from .inputs import Inputs, hosts_options, inputs_options, json_option
               help="With --host: run every image on every host, also where its architecture "
                    "is not the host's (emulated, and marked so) [default: only natively].")
 @click.option("--registry", metavar="HOST:PORT",
-              help="With --host: pull an image missing on a host from this registry (HOST:PORT/IMAGE).")
+              help="With --host: pull an image missing on a host from this registry (HOST:PORT/IMAGE) "
+                   "[default: build a selected cell's image there].")
 @click.option("--image", "images", multiple=True, metavar="TAG",
               help="Image(s) to bench instead of matrix cells; repeatable. An image named twice "
                    "is benched as two configurations, TAG#1 and TAG#2, interleaved (an A/A check).")

@@ -27,7 +27,7 @@ import click
 import docker
 import docker.errors
 
-from . import __version__, engine
+from . import __version__, engine, pipeline
 from . import hosts as hostmod
 from .bench import output
 from .bench.options import BenchOptions
@@ -106,10 +106,12 @@ def host_images(reached: Reached, inputs: Inputs, images: tuple[str, ...], all_h
                 registry: str | None, log: Callable[[str], None]) -> tuple[tuple[str, ...], list[str]]:
     """The images one host benches: those named (or the selected cells'), kept where their
     architecture is the host's own (all with all_hosts: emulated, and marked so); an image
-    missing on the host is pulled from registry/IMAGE. Returns the images and why others
-    were left out."""
+    missing on the host is pulled from registry/IMAGE, or without a registry, when it is a
+    selected cell's, built there (with that host's engine). Returns the images and why
+    others were left out."""
     engine_client, arch = reached.client, reached.facts.arch
     skipped: list[str] = []
+    cells: dict = {}
     if images:
         refs = images
     else:
@@ -121,9 +123,20 @@ def host_images(reached: Reached, inputs: Inputs, images: tuple[str, ...], all_h
             if not sel_inputs.selection.platforms:
                 return (), [f"no selected platform is linux/{arch}"]
         try:
-            refs = choose_images_unchecked(engine_client, sel_inputs)
+            cells = cells_by_tag(engine_client, sel_inputs)
         except ConfigError as exc:
             return (), [exc.message]
+        refs = tuple(cells)
+    missing = [cells[ref] for ref in refs if ref in cells and not registry
+               and engine.image_labels(engine_client, ref) is None]
+    if missing:
+        log(f"building {', '.join(c.id for c in missing)} there (not on the host; --registry pulls instead)")
+        try:
+            with _docker_env(docker_env(reached.host, os.environ)):
+                pipeline.build_images(tuple(missing), inputs.lock(), inputs.templates, client=engine_client,
+                                      log=log)
+        except GobuildError as exc:  # the image is then missing: said below, the host skipped
+            skipped.append(f"building there failed: {exc.message}")
     kept = []
     for ref in refs:
         labels = engine.image_labels(engine_client, ref)
@@ -148,9 +161,9 @@ def host_images(reached: Reached, inputs: Inputs, images: tuple[str, ...], all_h
     return tuple(kept), skipped
 
 
-def choose_images_unchecked(engine_client: docker.DockerClient, inputs: Inputs) -> tuple[str, ...]:
-    """The selected cells' images for this engine, without refusing the missing ones (the
-    fleet pulls or skips them per host)."""
+def cells_by_tag(engine_client: docker.DockerClient, inputs: Inputs) -> dict:
+    """The selected cells by their image tag, for this engine, without refusing the missing
+    ones (the fleet pulls or builds them per host)."""
     from .build import image_tag
     from .matrix import Selection, select
 
@@ -161,7 +174,7 @@ def choose_images_unchecked(engine_client: docker.DockerClient, inputs: Inputs) 
     elif not sel.platforms:
         sel = replace(sel, platforms=(f"linux/{engine.arch(engine_client)}",))
     lock = inputs.lock()
-    return tuple(image_tag(lock.release(cell), cell) for cell in select(inputs.matrix(), sel))
+    return {image_tag(lock.release(cell), cell): cell for cell in select(inputs.matrix(), sel)}
 
 
 def remaining_failed(results: Results, runs: int, why: str) -> Results:

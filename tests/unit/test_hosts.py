@@ -518,3 +518,30 @@ def test_images_with_every_host_unreachable_is_the_engines_exit(monkeypatch):
                                        "--go", "1.22", "--variant", "slim", "--platform", "linux/amd64"])
     assert result.exit_code == 5, result.output
     assert result.output.strip().splitlines()[-1].startswith("Error: no host answers: a: host a")
+
+
+def test_a_cell_image_missing_on_a_host_is_built_there_without_a_registry(monkeypatch):
+    from types import SimpleNamespace
+
+    from builder.matrix import Selection
+
+    tag = "gobuild/go:1.22.10-slim-amd64"
+    cell = SimpleNamespace(id="go1.22-slim-linux-amd64")
+    on_host: dict[str, dict] = {}
+    built: list = []
+
+    def build_images(cells, lock, templates, *, client, log):
+        built.append((cells, os.environ.get("DOCKER_HOST")))
+        on_host[tag] = {"io.gobuild": "1"}
+
+    monkeypatch.setattr(fleet, "cells_by_tag", lambda client, inputs: {tag: cell})
+    monkeypatch.setattr(fleet.pipeline, "build_images", build_images)
+    monkeypatch.setattr(fleet.engine, "image_labels", lambda client, ref: on_host.get(ref))
+    monkeypatch.setattr(fleet.engine, "image_info", lambda client, ref: {"Architecture": "amd64"})
+    inputs = SimpleNamespace(selection=Selection(), lock=lambda: "LOCK", templates=None)
+    said: list[str] = []
+    refs, skipped = fleet.host_images(_reached("b=tcp://10.0.0.9:2375", "amd64"), inputs, (), False, None,
+                                      said.append)
+    assert refs == (tag,) and skipped == []
+    assert built == [((cell,), "tcp://10.0.0.9:2375")]  # with that host's engine
+    assert said[0].startswith("building go1.22-slim-linux-amd64 there")
