@@ -268,8 +268,8 @@ def fit_cmd(inputs: Inputs, cpus, workload, floor, ceiling, max_runs, remedies, 
         raise ConfigError("--no-build and --registry exclude each other: drop one")
     opts = FitOptions(
         command=tuple(command) or ("go", "build", "./..."), workload=subject,
-        cpus=parse_cpus(cpus) if cpus else None, floor=parse_memory(floor),
-        ceiling=parse_memory(ceiling) if ceiling else None, max_runs=max_runs,
+        cpus=parse_cpus(cpus) if cpus else None, floor=parse_memory(floor, "--min"),
+        ceiling=parse_memory(ceiling, "--max") if ceiling else None, max_runs=max_runs,
         remedies=tuple(dict.fromkeys(remedies)) or REMEDIES, remedy_runs=remedy_runs,
         timeout=parse_timeout(timeout), images=EnvOptions(build=not no_build, registry=registry))
     result = fit(inputs, opts)

@@ -77,6 +77,12 @@ class Partial(GobuildError):
     exit_code = 10
 
 
+class NoSpaceError(GobuildError):
+    """A local disk (the download cache) is full: not bad input, the machine needs space."""
+
+    exit_code = 11
+
+
 class UnexpectedError(GobuildError):
     """A bug or an unforeseen failure (not one of the above); --debug shows the traceback.
 

@@ -10,6 +10,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .fsutil import atomic_write_text
@@ -20,7 +21,8 @@ Format = Literal["tar.gz", "wheel"]
 SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 FILENAME_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,200}\Z")
 URL_RE = re.compile(r"^https?://[^\s\"'\\]+\Z")  # never file://: a lock must not read the host's files
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")  # as urlsplit().hostname gives them
+AUTHORITY_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?\Z")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 RECIPE_RE = re.compile(r"^[A-Za-z0-9 ._=-]{1,80}\Z")
 
@@ -168,19 +170,28 @@ def to_json(lock: Lock) -> str:
 def check_url(url: str, what: str, *, allow_http: bool) -> None:
     """A URL gobuild will download from: https, or plain http only to this machine (loopback
     never leaves it) or with --allow-http; file:// never (the lock names downloads, not host
-    files). Plain HTTP elsewhere can be altered on the way, the index the sha256 came from too."""
-    scheme, _, rest = url.partition("://")
-    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
-    host = host if host.startswith("[") else host.split(":", 1)[0]
-    if scheme == "https" and rest:
+    files). Plain HTTP elsewhere can be altered on the way, the index the sha256 came from too.
+    The host is the one urllib's parser finds (as requests connects to it), and the authority
+    may hold only a host and a port: no user info, whose '@' once let 'http://evil?@localhost/'
+    pass for loopback."""
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port  # .port raises on a port that is not a number
+    except ValueError:
+        parts, host = None, None
+    scheme = parts.scheme if parts is not None else ""
+    if scheme not in ("http", "https"):
+        raise ConfigError(f"{what} {url!r}: only https:// (or http:// with --allow-http) URLs "
+                          "are downloaded from")
+    if not host or not AUTHORITY_RE.match(parts.netloc):
+        raise ConfigError(f"{what} {url!r} has no plain host[:port] (no user info, no spaces): "
+                          "write https://HOST/PATH")
+    if scheme == "https":
         return
-    if scheme == "http" and rest and (allow_http or host in LOOPBACK_HOSTS):
+    if scheme == "http" and (allow_http or host in LOOPBACK_HOSTS):
         return
-    if scheme == "http":
-        raise ConfigError(f"{what} {url!r} is plain http: use https, or pass --allow-http "
-                          "(GOBUILD_ALLOW_HTTP=1) to accept it")
-    raise ConfigError(f"{what} {url!r}: only https:// (or http:// with --allow-http) URLs "
-                      "are downloaded from")
+    raise ConfigError(f"{what} {url!r} is plain http: use https, or pass --allow-http "
+                      "(GOBUILD_ALLOW_HTTP=1) to accept it")
 
 
 def parse_lock(text: str, path: Path, *, allow_http: bool = False) -> Lock:

@@ -4,6 +4,7 @@ cache that several gobuild processes can share.
 Layout under ``$XDG_CACHE_HOME/gobuild`` (default ``~/.cache/gobuild``):
     blobs/sha256/<hex>          verified archives (the name is the hash)
     blobs/sha256/<hex>.partial  an interrupted download, resumed with a Range request
+    resume/<hex>.validator      the ETag or Last-Modified of that partial file (sent as If-Range)
     trees/<hex>/go              the unpacked Go tree of that archive
     locks/<hex>.lock            flock held while one process downloads or unpacks <hex>
 """
@@ -13,6 +14,7 @@ import calendar
 import errno
 import hashlib
 import os
+import re
 import shutil
 import stat
 import tarfile
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import requests
 
-from .errors import ChecksumError, ConfigError, SourceError
+from .errors import ChecksumError, NoSpaceError, SourceError
 from .fsutil import file_lock
 from .lock import Artifact
 from .sources import http_session
@@ -48,13 +50,28 @@ class Incomplete(Exception):
     """The server ended the body before the whole file came (no error on the socket)."""
 
 
-def _no_space(cache_root: Path, art: Artifact, part: Path) -> ConfigError:
-    """Disk full while downloading: the partial file goes (it only holds the disk full), and
-    the message says where the space is missing."""
-    part.unlink(missing_ok=True)
-    return ConfigError(f"no space left in the cache {cache_root} for {art.filename} "
-                       f"({art.size / 1e6:.0f} MB): free space there, or point XDG_CACHE_HOME "
-                       "at a larger disk")
+def _no_space(cache_root: Path, art: Artifact, part: Path, keep: int) -> NoSpaceError:
+    """Disk full while downloading: what this run added to the partial file goes (it only
+    filled the disk), what an earlier run kept for a resume stays, and the message says where
+    the space is missing and what was kept."""
+    if part.exists():
+        if keep:
+            if part.stat().st_size > keep:
+                os.truncate(part, keep)
+        else:
+            part.unlink()
+            _validator_file(part).unlink(missing_ok=True)
+    kept = f"; {keep} bytes kept for the next run" if keep else ""
+    return NoSpaceError(f"no space left in the cache {cache_root} for {art.filename} "
+                        f"({art.size / 1e6:.0f} MB){kept}: free space there, or point "
+                        "XDG_CACHE_HOME at a larger disk")
+
+
+def _validator_file(part: Path) -> Path:
+    """resume/<hex>.validator for blobs/sha256/<hex>.partial: the ETag or Last-Modified its
+    bytes came with, sent as If-Range on resume, so that a file changed on the server since is
+    sent whole, never spliced (outside blobs/, which holds archives only)."""
+    return part.parents[2] / "resume" / part.name.replace(".partial", ".validator")
 
 
 def cache_dir() -> Path:
@@ -97,23 +114,57 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+class Unresumable(Exception):
+    """The server answered a resume with the whole file (200) or a range that does not start
+    where the partial file ends: the partial file is started again from byte 0."""
+
+
+def _range_start(content_range: str | None) -> int | None:
+    """The first byte of 'bytes 100-199/200', or None when it is not that shape."""
+    m = re.match(r"^\s*bytes\s+(\d+)-\d+/(\d+|\*)\s*\Z", content_range or "")
+    return int(m.group(1)) if m else None
+
+
 def _download(session: requests.Session, art: Artifact, part: Path, progress: Progress | None,
-              stop: threading.Event | None = None, *, raw_errors: bool = False) -> int:
+              stop: threading.Event | None = None, *, raw_errors: bool = False,
+              restarted: Callable[[], None] | None = None) -> int:
     """Download into part (resuming it if the server allows); return bytes transferred.
 
-    Raises Stopped as soon as stop is set (checked before the request and between reads).
+    A resume sends Range and, when the first answer named one, If-Range with its ETag or
+    Last-Modified; only a 206 whose Content-Range starts where the partial file ends is
+    appended. A 200 (Range ignored, or the file changed) starts the file again; a 206 at
+    another offset too, asking again without Range. Raises Stopped as soon as stop is set
+    (checked before the request and between reads).
     """
     if stop is not None and stop.is_set():
         raise Stopped(art.filename)
     have = part.stat().st_size if part.exists() else 0
+    validator = _validator_file(part)
     headers = {"Range": f"bytes={have}-"} if have else {}
+    if have and validator.exists():
+        headers["If-Range"] = validator.read_text().strip()
     try:
         with session.get(art.url, stream=True, timeout=60, headers=headers) as resp:
-            if resp.status_code == 416:  # already complete
+            if resp.status_code == 416 and have:  # the partial file is already whole
                 return 0
             resp.raise_for_status()
+            if resp.status_code == 206 and _range_start(resp.headers.get("Content-Range")) != have:
+                part.unlink(missing_ok=True)  # bytes from elsewhere in the file: start again
+                validator.unlink(missing_ok=True)
+                raise Unresumable(f"asked for bytes from {have}, got "
+                                  f"{resp.headers.get('Content-Range')!r}")
             mode = "ab" if resp.status_code == 206 else "wb"
+            if mode == "wb" and have and restarted:
+                restarted()  # Range ignored (or If-Range saw a changed file): from byte 0
             have = have if mode == "ab" else 0
+            if mode == "wb":
+                tag = resp.headers.get("ETag", "")
+                tag = tag if tag and not tag.startswith("W/") else resp.headers.get("Last-Modified", "")
+                if tag and "\n" not in tag:
+                    validator.parent.mkdir(parents=True, exist_ok=True)
+                    validator.write_text(tag + "\n")
+                else:
+                    validator.unlink(missing_ok=True)
             advance = progress(art.filename, art.size or have) if progress else None
             if advance and have:
                 advance(have)
@@ -132,8 +183,9 @@ def _download(session: requests.Session, art: Artifact, part: Path, progress: Pr
             raise  # the caller resumes
         reason = f"HTTP {exc.response.status_code}" if getattr(exc, "response", None) is not None \
             else type(exc).__name__
+        again = "run again to resume" if have else "check the URL, then run again"
         raise SourceError(
-            f"download of {art.filename} from {art.url} failed ({reason}): run again to resume"
+            f"download of {art.filename} from {art.url} failed ({reason}): {again}"
         ) from None
 
 
@@ -141,22 +193,36 @@ def _download_resuming(session: requests.Session, art: Artifact, part: Path,
                        progress: Progress | None, stop: threading.Event | None,
                        sleep: Callable[[float], None] = time.sleep) -> int:
     """_download, resumed after the body breaks off, ATTEMPTS times in all; then a SourceError
-    that says how far it got (the .partial file stays for the next run)."""
+    that says how far it got (the .partial file stays for the next run). A server that
+    would not resume (a 200, or a 206 at the wrong offset) is asked again from byte 0 at once."""
     size = lambda: part.stat().st_size if part.exists() else 0
     start = size()
+    ignored = False  # an answer started the file again: a next run may not resume either
+
+    def restart() -> None:
+        nonlocal ignored, start
+        ignored, start = True, 0
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            sent = _download(session, art, part, progress, stop, raw_errors=True)
+            try:
+                sent = _download(session, art, part, progress, stop, raw_errors=True,
+                                 restarted=restart)
+            except Unresumable:
+                restart()
+                sent = _download(session, art, part, progress, stop, raw_errors=True)
             if art.size and size() < art.size:
                 raise Incomplete(f"{size()} of {art.size} bytes")
             return max(sent, size() - start)
         except (*_BROKEN, Incomplete) as exc:
             got = size()
             if attempt == ATTEMPTS:
+                advice = ("the server does not resume (it answered a Range request with the "
+                          "whole file): check the connection, or use another --mirror") if ignored \
+                    else "check the connection and run again to resume"
                 raise SourceError(
                     f"download of {art.filename} from {art.url} broke off {ATTEMPTS} times "
-                    f"(last: {type(exc).__name__}; {got} of {art.size or '?'} bytes kept): check "
-                    "the connection and run again to resume") from None
+                    f"(last: {type(exc).__name__}; {got} of {art.size or '?'} bytes kept): "
+                    f"{advice}") from None
             sleep(BACKOFF_S * 2 ** (attempt - 1))
     raise AssertionError("unreachable")
 
@@ -180,14 +246,15 @@ def fetch(cache: Cache, art: Artifact, progress: Progress | None = None,
         part = blob.with_name(blob.name + ".partial")
         have = part.stat().st_size if part.exists() else 0
         if art.size and shutil.disk_usage(blob.parent).free < art.size - have:
-            raise _no_space(cache.root, art, part)
+            raise _no_space(cache.root, art, part, keep=have)  # an earlier run's bytes stay
         try:
             n = _download_resuming(session or http_session(), art, part, progress, stop)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
-                raise _no_space(cache.root, art, part) from None
+                raise _no_space(cache.root, art, part, keep=have) from None
             raise
         actual = sha256_file(part)
+        _validator_file(part).unlink(missing_ok=True)
         if actual != art.sha256:
             part.unlink()
             raise ChecksumError(
@@ -310,7 +377,7 @@ def unpack(cache: Cache, art: Artifact, version: str) -> Path:
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
-            raise ConfigError(f"no space left in the cache {cache.root} to unpack {art.filename}: "
+            raise NoSpaceError(f"no space left in the cache {cache.root} to unpack {art.filename}: "
                               "free space there, or point XDG_CACHE_HOME at a larger disk") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)  # a half-unpacked tree never stays

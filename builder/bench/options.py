@@ -16,6 +16,9 @@ MAX_MEMORY = 2**62  # the kernel's "no limit" is near 2**63: anything this large
 # are not CPU counts; more than MAX_CPUS is a typo whatever the engine has.
 _CPUS = re.compile(r"^\d+(\.\d+)?\Z")
 MAX_CPUS = 1024
+# The kernel's CFS quota has a floor of 1 ms per 100 ms period: less is refused by runc only
+# after the engine created the container (and its cache volumes), so refuse it here.
+MIN_CPUS = 0.01
 _CPUSET = re.compile(r"^\d{1,4}(-\d{1,4})?(,\d{1,4}(-\d{1,4})?)*\Z")
 
 
@@ -26,23 +29,27 @@ def parse_cpus(text: str) -> float:
     cpus = float(text)
     if not math.isfinite(cpus) or not cpus > 0 or round(cpus * 1e9) < 1:
         raise ConfigError(f"--cpus {text!r} must be more than 0 (for example 0.5 or 2)")
+    if cpus < MIN_CPUS:
+        raise ConfigError(f"--cpus {text!r} is below the kernel's minimum of {MIN_CPUS} CPUs "
+                          "(1 ms per 100 ms): ask for at least 0.01")
     if cpus > MAX_CPUS:
         raise ConfigError(f"--cpus {text!r} is more than {MAX_CPUS}: ask for the CPUs the engine has")
     return cpus
 
 
-def parse_memory(text: str) -> int:
-    """'512m', '2g', '1073741824', '1.5g' -> bytes, as docker run reads them."""
+def parse_memory(text: str, option: str = "--memory") -> int:
+    """'512m', '2g', '1073741824', '1.5g' -> bytes, as docker run reads them; errors name
+    option (fit's --min and --max are sizes too)."""
     m = _MEMORY.match(text.strip())
     if not m:
         raise ConfigError(
-            f"--memory {text!r} is not a size: write bytes or a number with b, k, m or g (512m, 2g)"
+            f"{option} {text!r} is not a size: write bytes or a number with b, k, m or g (512m, 2g)"
         )
     n = int(float(m.group("n")) * _UNITS[m.group("unit").lower()])
     if n < MIN_MEMORY:
-        raise ConfigError(f"--memory {text} is below the engine's minimum of 6m")
+        raise ConfigError(f"{option} {text} is below the engine's minimum of 6m")
     if n > MAX_MEMORY:
-        raise ConfigError(f"--memory {text!r} is larger than any machine: ask for what the engine has")
+        raise ConfigError(f"{option} {text!r} is larger than any machine: ask for what the engine has")
     return n
 
 

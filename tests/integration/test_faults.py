@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from builder import toolchains
-from builder.errors import ConfigError, SourceError
+from builder.errors import ChecksumError, NoSpaceError, SourceError
 from builder.lock import Artifact
 from tests.standins import GoDev, Served
 
@@ -63,9 +63,10 @@ def test_a_full_disk_leaves_no_cache_entry(served, small_disk, lock_size):
     understates it: the disk fills mid-download, and the partial file is removed."""
     cache = toolchains.Cache(root=small_disk / "gobuild")
     art = artifact(served.url + BIG_NAME, len(BIG) if lock_size == "true" else 1000)
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(NoSpaceError) as err:  # the machine's class (11), not bad input (2)
         toolchains.fetch(cache, art)
     message = err.value.message
+    assert err.value.exit_code == 11
     assert "\n" not in message and "no space left in the cache" in message and "XDG_CACHE_HOME" in message
     assert cache_files(cache.root) == []  # neither a blob nor a .partial
     written = served.served.get(f"/dl/{BIG_NAME}", 0)
@@ -73,6 +74,21 @@ def test_a_full_disk_leaves_no_cache_entry(served, small_disk, lock_size):
         assert written == 0  # refused before downloading
     else:
         assert written > 1 << 20  # it did fill the disk first
+
+
+def test_a_full_disk_keeps_the_partial_file_an_earlier_run_kept(served, small_disk):
+    """An earlier run broke off and promised to keep its bytes: a full disk now refuses the
+    download with exit 11 naming what is kept, and the kept bytes are still there."""
+    cache = toolchains.Cache(root=small_disk / "gobuild")
+    art = artifact(served.url + BIG_NAME)
+    part = cache.blob(art.sha256).with_name(art.sha256 + ".partial")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(BIG[:100_000])
+    with pytest.raises(NoSpaceError) as err:
+        toolchains.fetch(cache, art)
+    assert "100000 bytes kept for the next run" in err.value.message
+    assert part.read_bytes() == BIG[:100_000]
+    assert served.served.get(f"/dl/{BIG_NAME}", 0) == 0
 
 
 def test_a_dropped_connection_is_resumed_with_range(served, tmp_path, monkeypatch):
@@ -106,6 +122,82 @@ def test_a_connection_that_keeps_dropping_is_a_clear_error_then_resumes(served, 
     path, n = toolchains.fetch(cache, art)  # the next run resumes what was kept
     assert served.ranges[-1] == (f"/dl/{BIG_NAME}", f"bytes={kept}-")
     assert n == len(BIG) - kept and path.read_bytes() == BIG and not partial.exists()
+
+
+def test_a_server_that_ignores_range_is_read_again_from_the_start(served, tmp_path, monkeypatch):
+    """The first answer breaks off; the server answers the resume with 200 and the whole file:
+    the partial file is started again, not appended to (which would splice two copies)."""
+    monkeypatch.setattr(toolchains, "BACKOFF_S", 0.05)
+    served.drop[BIG_NAME] = 1
+    served.ignore_range.add(BIG_NAME)
+    cache = toolchains.Cache(root=tmp_path / "gobuild")
+    path, _ = toolchains.fetch(cache, artifact(served.url + BIG_NAME))
+    assert path.read_bytes() == BIG
+    assert [r for p, r in served.ranges if p.endswith(BIG_NAME)] == [None, f"bytes={len(BIG) // 2}-"]
+    assert served.served[f"/dl/{BIG_NAME}"] == len(BIG) // 2 + len(BIG)
+    assert cache_files(cache.root) == [f"blobs/sha256/{artifact('x').sha256}"]
+
+
+def test_a_server_that_ignores_range_and_keeps_dropping_says_it_cannot_resume(served, tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.setattr(toolchains, "BACKOFF_S", 0.05)
+    served.drop[BIG_NAME] = 100
+    served.ignore_range.add(BIG_NAME)
+    cache = toolchains.Cache(root=tmp_path / "gobuild")
+    with pytest.raises(SourceError) as err:
+        toolchains.fetch(cache, artifact(served.url + BIG_NAME))
+    message = err.value.message
+    assert "\n" not in message and "does not resume" in message and "run again to resume" not in message
+
+
+def test_a_range_at_the_wrong_offset_is_not_appended(served, tmp_path, monkeypatch):
+    """A 206 whose Content-Range does not start where the partial file ends: asked again
+    without Range, and the file is right (not a tampering error blaming the lock)."""
+    monkeypatch.setattr(toolchains, "BACKOFF_S", 0.05)
+    served.drop[BIG_NAME] = 1
+    served.wrong_range[BIG_NAME] = 1000
+    cache = toolchains.Cache(root=tmp_path / "gobuild")
+    path, _ = toolchains.fetch(cache, artifact(served.url + BIG_NAME))
+    assert path.read_bytes() == BIG
+    assert [r for p, r in served.ranges if p.endswith(BIG_NAME)] == [None, f"bytes={len(BIG) // 2}-", None]
+
+
+@pytest.mark.parametrize("validator", ["etag", "last-modified"])
+def test_a_file_changed_on_the_server_between_runs_is_never_spliced(served, tmp_path, monkeypatch,
+                                                                   validator):
+    """A run breaks off and keeps its bytes; the server's file then changes. The next run sends
+    If-Range with what the first answer said (ETag, else Last-Modified), gets the whole new
+    file, and reports ITS sha256: the two files were not spliced."""
+    monkeypatch.setattr(toolchains, "BACKOFF_S", 0.05)
+    served.drop[BIG_NAME] = 100
+    first = '"v1"' if validator == "etag" else "Tue, 03 Dec 2024 18:00:00 GMT"
+    if validator == "etag":
+        served.etags[BIG_NAME] = first
+    cache = toolchains.Cache(root=tmp_path / "gobuild")
+    art = artifact(served.url + BIG_NAME)
+    with pytest.raises(SourceError):
+        toolchains.fetch(cache, art)
+    other = os.urandom(len(BIG))
+    served.godev.releases["1.22.10"]["amd64"] = other
+    if validator == "etag":
+        served.etags[BIG_NAME] = '"v2"'
+    else:
+        served.last_modified[BIG_NAME] = "Sat, 07 Dec 2024 09:00:00 GMT"
+    served.drop.clear()
+    with pytest.raises(ChecksumError) as err:
+        toolchains.fetch(cache, art)
+    assert served.if_ranges[-1] == (f"/dl/{BIG_NAME}", first)
+    assert f"got {hashlib.sha256(other).hexdigest()}" in err.value.message
+    assert cache_files(cache.root) == []  # no blob, no partial, no validator
+
+
+def test_a_416_to_a_whole_file_request_is_a_clear_error(served, tmp_path):
+    served.refuse[BIG_NAME] = 416
+    cache = toolchains.Cache(root=tmp_path / "gobuild")
+    with pytest.raises(SourceError) as err:  # exit 3, not 70 (FileNotFoundError)
+        toolchains.fetch(cache, artifact(served.url + BIG_NAME))
+    assert "HTTP 416" in err.value.message and "\n" not in err.value.message
+    assert cache_files(cache.root) == []
 
 
 HANG_IMAGE = "gobuild/go:1.27.3-slim-amd64"  # already built (native here: no emulation)
