@@ -31,11 +31,16 @@ def env_options(func):
                   help="Run as this uid:gid [default: yours, so files written belong to you].")
     @click.option("--cpus", metavar="N", help="CPU limit, as docker run --cpus (0.5, 2).")
     @click.option("--memory", metavar="SIZE", help="Memory limit, as docker run --memory (512m, 2g); swap off.")
+    @click.option("--host", metavar="HOST",
+                  help="The Docker engine to run on (as bench --host: unix://PATH, a context, "
+                       "tcp://127.0.0.1:PORT...); it must be on this machine (the folder is a bind mount).")
     @functools.wraps(func)
-    def wrapper(no_build, registry, env, network, user, cpus, memory, **kw):
+    def wrapper(no_build, registry, env, network, user, cpus, memory, host, **kw):
         from .bench.options import parse_cpus, parse_memory
+        from .hosts import parse as parse_host
         from .workenv import EnvOptions, parse_env, parse_user
 
+        kw["host"] = parse_host(host) if host else None
         kw.update(images=EnvOptions(build=not no_build, registry=registry),
                   environment=parse_env(env, os.environ), network=network == "bridge",
                   user=parse_user(user), cpus=parse_cpus(cpus) if cpus else None,
@@ -56,7 +61,7 @@ def env_options(func):
               help="Kill CMD after this long (90m, 2h); exit 124.")
 @json_option
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run_cmd(inputs: Inputs, images, environment, network, user, cpus, memory, parallel,
+def run_cmd(inputs: Inputs, images, environment, network, user, cpus, memory, host, parallel,
             timeout, as_json, command) -> None:
     """Run CMD in the selected cells' images, in the current folder, with persistent caches.
 
@@ -79,13 +84,14 @@ def run_cmd(inputs: Inputs, images, environment, network, user, cpus, memory, pa
       gobuild run --variant slim --memory 1g --cpus 2 -- go build ./...
       gobuild run --network none -e CGO_ENABLED=0 -- go vet ./...
       gobuild run --go '1.2*' --parallel 2 --json -- go test ./...
+      gobuild run --host other=unix:///run/other-docker.sock -- go test ./...
     """
     from .workenv import RunOptions, parse_timeout, run
 
     opts = RunOptions(command=tuple(command), folder=Path.cwd(), user=user, cpus=cpus,
                       memory=memory, environment=environment, parallel=parallel,
                       network=network, timeout=parse_timeout(timeout), images=images)
-    result = run(inputs, opts, json_output=as_json)
+    result = run(inputs, opts, json_output=as_json, host=host)
     if as_json:
         emit(result.as_json(), True, "")
     elif len(result.results) > 1:
@@ -96,7 +102,7 @@ def run_cmd(inputs: Inputs, images, environment, network, user, cpus, memory, pa
 @click.command("shell")
 @inputs_options
 @env_options
-def shell_cmd(inputs: Inputs, images, environment, network, user, cpus, memory) -> None:
+def shell_cmd(inputs: Inputs, images, environment, network, user, cpus, memory, host) -> None:
     """Open an interactive shell in one cell's image, in the current folder.
 
     The same container as 'gobuild run' (folder at /work, your uid:gid, the cell's
@@ -109,11 +115,13 @@ def shell_cmd(inputs: Inputs, images, environment, network, user, cpus, memory) 
       gobuild shell
       gobuild shell --go 1.22 --variant slim --platform linux/arm64
       echo 'go env GOCACHE' | gobuild shell --variant slim
+      gobuild shell --host rootless=unix:///run/user/1000/docker.sock
     """
     from .workenv import ShellOptions, shell
 
     code = shell(inputs, ShellOptions(folder=Path.cwd(), user=user, environment=environment,
-                                      network=network, cpus=cpus, memory=memory, images=images))
+                                      network=network, cpus=cpus, memory=memory, images=images),
+                 host=host)
     sys.exit(code)
 
 

@@ -295,6 +295,16 @@ def _context_endpoint(name: str) -> tuple[str, docker.tls.TLSConfig | None]:
     return ctx.Host or "unix:///var/run/docker.sock", context_tls(ctx)
 
 
+def endpoint_url(host: Host) -> str | None:
+    """The address the host's engine is at: a context's own, DOCKER_HOST for local (None: the
+    local socket)."""
+    if host.endpoint == LOCAL:
+        return os.environ.get("DOCKER_HOST")
+    if host.kind == "context":
+        return _context_endpoint(host.endpoint)[0]
+    return host.endpoint
+
+
 def make_client(host: Host, environ: Mapping[str, str] | None = None,
                 version: str | None = None) -> docker.DockerClient:
     """The host's client (ConfigError for a context that cannot be read); with version, built

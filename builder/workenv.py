@@ -320,7 +320,7 @@ def check_folder(folder: Path) -> Path:
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 
-def check_local_engine(docker_host: str | None, command: str) -> None:
+def check_local_engine(docker_host: str | None, command: str, setting: str = "DOCKER_HOST") -> None:
     """run and shell bind-mount a folder of this machine; an engine on another host would
     mount a folder of that host's disk (an empty one, made there) instead (pure)."""
     if not docker_host or docker_host.startswith(("unix://", "npipe://", "fd://")):
@@ -329,18 +329,33 @@ def check_local_engine(docker_host: str | None, command: str) -> None:
     if docker_host.startswith(("tcp://", "ssh://")) and (where in LOCAL_HOSTS or where.startswith("127.")
                                               or where == socket.gethostname()):
         return
-    raise ConfigError(f"{command} needs the engine on this machine, and DOCKER_HOST={docker_host} "
-                      "is elsewhere (the folder would be an empty one on that host): unset "
-                      "DOCKER_HOST, or run gobuild on that host")
+    fix = "unset DOCKER_HOST" if setting == "DOCKER_HOST" else "give an engine of this machine"
+    raise ConfigError(f"{command} needs the engine on this machine, and {setting}={docker_host} "
+                      f"is elsewhere (the folder would be an empty one on that host): {fix}, "
+                      "or run gobuild on that host")
+
+
+def host_client(host, command: str) -> docker.DockerClient | None:
+    """The engine of --host (a hosts.Host; None: the usual one, checked only), which must be on
+    this machine: run and shell bind-mount a folder of this machine."""
+    if host is None:
+        check_local_engine(os.environ.get("DOCKER_HOST"), command)
+        return None
+    from . import hosts
+
+    where = hosts.endpoint_url(host)
+    check_local_engine(where, command, "--host")
+    return hosts.client(host)
 
 
 def run(inputs: Inputs, opts: RunOptions, *, json_output: bool = False,
-        engine_client: docker.DockerClient | None = None, log: Log = log_stderr) -> RunResult:
+        engine_client: docker.DockerClient | None = None, log: Log = log_stderr,
+        host=None) -> RunResult:
     """`gobuild run`: CMD in each selected cell, one after the other (or opts.parallel at a
-    time), its output shown as it comes; every container removed on every way out."""
+    time), its output shown as it comes; every container removed on every way out. host
+    (--host): the engine it runs on."""
     opts = replace(opts, folder=check_folder(opts.folder))
-    check_local_engine(os.environ.get("DOCKER_HOST"), "gobuild run")
-    engine_client = engine_client or engine.client()
+    engine_client = engine_client or host_client(host, "gobuild run") or engine.client()
     facts = engine.facts(engine_client)
     if opts.cpus and facts.cpus and opts.cpus > facts.cpus:
         raise ConfigError(f"--cpus {opts.cpus:g} is more than the engine's {facts.cpus} CPUs: "
@@ -394,11 +409,14 @@ def shell_command(target: Target) -> tuple[str, ...]:
 
 
 def shell(inputs: Inputs, opts: ShellOptions, *, engine_client: docker.DockerClient | None = None,
-          log: Log = log_stderr) -> int:
+          log: Log = log_stderr, host=None) -> int:
     """`gobuild shell`: an interactive shell in one cell; returns the shell's exit code."""
+    from contextlib import nullcontext
+
+    from .fleet import _docker_env, docker_env
+
     folder = check_folder(opts.folder)
-    check_local_engine(os.environ.get("DOCKER_HOST"), "gobuild shell")
-    engine_client = engine_client or engine.client()
+    engine_client = engine_client or host_client(host, "gobuild shell") or engine.client()
     (target,) = targets(engine_client, inputs, opts.images, opts.user, log, single="gobuild shell")
     run_id = engine.new_run_id()
     with engine.cleanup_on_exit(engine_client, run_id):
@@ -409,7 +427,9 @@ def shell(inputs: Inputs, opts: ShellOptions, *, engine_client: docker.DockerCli
                         environment={**forwarded(os.environ), **opts.environment},
                         network=opts.network, role="shell",
                         limits=engine.Limits(cpus=opts.cpus, memory=opts.memory))
-        return engine.interactive(engine_client, spec, run_id)
+        # the docker CLI that runs it, aimed at --host's engine
+        with _docker_env(docker_env(host, os.environ)) if host is not None else nullcontext():
+            return engine.interactive(engine_client, spec, run_id)
 
 
 def parse_timeout(text: str) -> float:

@@ -142,3 +142,21 @@ def test_doctor_reports_each_host(second):
     assert any(ln.startswith("ok      host second buildx") and "BuildKit" in ln for ln in lines)
     gone = gobuild("doctor", "--host", f"gone=tcp://{second.host_addr}:9", check=False)
     assert gone.returncode == 5 and "MISSING host gone" in gone.stdout
+
+
+def test_run_on_the_host_given(second, slim_image, tmp_path):
+    """gobuild run --host: the container runs on that engine (its cache volumes are made
+    there), with this machine's folder mounted (the engine is on this machine)."""
+    second.load(slim_image)
+    (tmp_path / "hello.txt").write_text("from this machine\n")
+    version = slim_image.split(":")[1].split("-")[0]
+    done = gobuild("run", "--matrix", str(ROOT / "images" / "matrix.yaml"), "--host",
+                   f"second=unix://{second.socket}", "--go", version.rsplit(".", 1)[0], "--variant", "slim",
+                   "--platform", f"linux/{NATIVE}", "--no-build", "--network", "none", "--",
+                   "sh", "-c", "cat hello.txt && go version", cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "from this machine" in done.stdout and f"go{version}" in done.stdout
+    made_there = [v.name for v in second.client().volumes.list() if "gobuild" in v.name]
+    assert made_there, "the run's cache volumes are not on the second engine"
+    far = gobuild("run", "--host", f"far=tcp://{second.addr}:2375", "--", "true", cwd=tmp_path, check=False)
+    assert far.returncode == 2 and "needs the engine on this machine" in far.stderr

@@ -545,3 +545,13 @@ def test_a_cell_image_missing_on_a_host_is_built_there_without_a_registry(monkey
     assert refs == (tag,) and skipped == []
     assert built == [((cell,), "tcp://10.0.0.9:2375")]  # with that host's engine
     assert said[0].startswith("building go1.22-slim-linux-amd64 there")
+
+
+def test_run_and_shell_on_a_host_elsewhere_are_refused_before_any_engine(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(hosts, "client", lambda host: pytest.fail("no engine is asked"))
+    for args in (["run", "--host", "far=tcp://10.0.0.9:2375", "--", "true"],
+                 ["shell", "--host", "far=ssh://pi@pi5.local"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, result.output
+        assert "needs the engine on this machine, and --host=" in result.output
