@@ -20,7 +20,9 @@ SCHEMA = 1
 Format = Literal["tar.gz", "wheel"]
 SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 FILENAME_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,200}\Z")
-URL_RE = re.compile(r"^https?://[^\s\"'\\]+\Z")  # never file://: a lock must not read the host's files
+# never file://: a lock must not read the host's files; printable ASCII only, no space, quote or
+# backslash (a NUL or other control character once passed the old "anything but space" class)
+URL_RE = re.compile(r"^https?://[\x21\x23-\x26\x28-\x5b\x5d-\x7e]+\Z")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")  # as urlsplit().hostname gives them
 AUTHORITY_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?\Z")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
