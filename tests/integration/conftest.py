@@ -75,10 +75,19 @@ def _second_engine_once(tmp_path_factory, docker_client):
 @pytest.fixture
 def second_engine(_second_engine_once):
     """The session's second engine, running and linked: a test may cut its link, stop or kill
-    it (it is started again here, on the same data-root, so what was loaded stays)."""
-    _second_engine_once.restore_link()
-    _second_engine_once.start()
-    return _second_engine_once
+    it (it is started again here, on the same data-root, so what was loaded stays). Each test
+    gets it without containers, volumes or networks (a failed test's leftovers are not the next
+    one's); its images stay."""
+    engine = _second_engine_once
+    engine.restore_link()
+    engine.start()
+    client = engine.client()
+    for container in client.containers.list(all=True):
+        container.remove(force=True)
+    for volume in client.volumes.list():
+        volume.remove(force=True)
+    client.networks.prune()
+    return engine
 
 
 def _free_port() -> int:
