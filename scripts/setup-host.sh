@@ -61,11 +61,21 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+# The slim variant strips the Go tools of every platform with that architecture's own GNU strip.
+strip_tools() { echo x86_64-linux-gnu-strip aarch64-linux-gnu-strip arm-linux-gnueabihf-strip; }
+strip_package() { echo "binutils-$(echo "${1%-strip}" | tr _ -)"; }
+install_strip_tools() {
+  local tool
+  for tool in $(strip_tools); do
+    command -v "$tool" >/dev/null 2>&1 || apt_install "$(strip_package "$tool")"
+  done
+}
+
 need_system_tools() {
   command -v docker >/dev/null 2>&1 || return 0
   engine_outdated && return 0
   browser_present || return 0
-  for f in docker-registry mmdebstrap arch-test qemu-aarch64-static; do
+  for f in docker-registry mmdebstrap arch-test qemu-aarch64-static $(strip_tools); do
     command -v "$f" >/dev/null 2>&1 || return 0
   done
   buildx_works || return 0
@@ -151,6 +161,7 @@ system_setup() {
   command -v docker-registry >/dev/null 2>&1 || apt_install docker-registry
   command -v mmdebstrap >/dev/null 2>&1 || apt_install mmdebstrap arch-test
   command -v arch-test >/dev/null 2>&1 || apt_install arch-test
+  install_strip_tools
 
   # Start the engine without systemd when no daemon answers.
   if ! engine_answers; then
@@ -173,7 +184,10 @@ elif engine_answers && ! engine_outdated && [ "${GOBUILD_SETUP_SYSTEM:-}" != 1 ]
   buildx_works || say "missing: docker buildx (fix: install docker-buildx, or GOBUILD_SETUP_SYSTEM=1 $0)"
   arm64_registered || say "missing: qemu for linux/arm64 (fix: apt-get install qemu-user-static binfmt-support, or GOBUILD_SETUP_SYSTEM=1 $0)"
   command -v docker-registry >/dev/null 2>&1 || say "missing: docker-registry, needed by the integration tests (fix: apt-get install docker-registry)"
-  command -v mmdebstrap >/dev/null 2>&1 || say "missing: mmdebstrap, needed by 'gobuild base' (fix: apt-get install mmdebstrap)"
+  command -v mmdebstrap >/dev/null 2>&1 || say "missing: mmdebstrap, needed by 'gobuild base' and the slim userland (fix: apt-get install mmdebstrap)"
+  for tool in $(strip_tools); do
+    command -v "$tool" >/dev/null 2>&1 || say "missing: $tool, needed by slim's 'symbols' prune group (fix: apt-get install $(strip_package "$tool"))"
+  done
   browser_present || say "missing: chromium, needed by the report tests (fix: apt-get install chromium)"
 else
   system_setup
