@@ -189,11 +189,16 @@ def inputs_options(func):
                        "machine; loopback addresses always are. file:// never is.")
     @functools.wraps(func)
     def wrapper(matrix_path, lock_path, templates, go, platforms, variants, allow_http, **kw):
-        kw["inputs"] = Inputs.resolve(
+        inputs = Inputs.resolve(
             matrix_path=matrix_path, lock_path=lock_path, templates=templates,
             selection=Selection(go=go, platforms=platforms, variants=variants),
             allow_http=allow_http,
         )
+        if inputs.selection != Selection():
+            # A selector that matches nothing is refused here, before any command asks an
+            # engine (run, shell and bench ask it first for the defaults of unset selectors).
+            inputs.cells()
+        kw["inputs"] = inputs
         return func(**kw)
 
     return wrapper

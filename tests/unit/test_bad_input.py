@@ -5,7 +5,8 @@ command in-process, and checks what a user sees: exit code of the error's class 
 ONE line on stderr naming the culprit, no traceback, and nothing written or changed under the
 project, the cache ($XDG_CACHE_HOME) and the output folders. The engine is unreachable
 (DOCKER_HOST points at a socket that does not exist): input must be refused before anything
-talks to an engine, a registry or the network, else the case sees exit 5, not 2.
+talks to an engine, a registry or the network, else the case sees exit 5, not 2. A few rows
+show the other classes' codes (3 a source, 5 the engine, 7 a registry: dead loopback ports).
 """
 from __future__ import annotations
 
@@ -235,6 +236,40 @@ CASES = [
          "--mirror 'file:///etc/'"),
     Case("lock-mirror-plain-http", ("lock", "--source", "mirror", "--mirror", "http://mirror.example/go/"),
          "--allow-http"),
+    # --- URLs that pass for loopback, or hide something (the host is urlsplit's, as requests's)
+    Case("lock-url-query-at-loopback", IMAGES_22, "is plain http",
+         lock_field("url", "http://evil.example?@localhost/go.tgz")),
+    Case("lock-url-fragment-at-loopback", IMAGES_22, "is plain http",
+         lock_field("url", "http://evil.example#@127.0.0.1/go.tgz")),
+    Case("lock-url-user-info", IMAGES_22, "no plain host", lock_field("url", "https://u:pw@dl.example/go.tgz")),
+    Case("lock-url-nul", RENDER_22, "invalid URL", lock_field("url", "https://dl.example/go\u0000.tgz")),
+    Case("lock-mirror-user-info", ("lock", "--source", "mirror", "--mirror", "http://x@localhost/dl/"),
+         "no plain host"),
+    # --- limits the kernel refuses only once the engine created the container (and volumes)
+    Case("cpus-below-the-cfs-floor", (*BENCH, "--cpus", "0.0001"), "--cpus '0.0001'"),
+    Case("run-cpus-below-the-cfs-floor", ("run", "--cpus", "0.001", "--", "go", "version"), "--cpus '0.001'"),
+    Case("shell-cpus-nan", ("shell", "--cpus", "nan"), "--cpus 'nan'"),
+    # --- a selector matching nothing, on commands that ask the engine for unset selectors
+    Case("run-go-matches-nothing", ("run", "--go", "9.99", "--", "go", "version"), "--go '9.99' matches no"),
+    Case("shell-variant-matches-nothing", ("shell", "--variant", "alpine"), "no variant 'alpine'"),
+    Case("bench-go-matches-nothing", ("bench", "--go", "9.99", "--output", "out"), "--go '9.99' matches no"),
+    Case("fit-variant-matches-nothing", ("fit", "--variant", "alpine"), "no variant 'alpine'"),
+    # --- fit names its own options
+    Case("fit-max-unit", ("fit", "--max", "2q", "--", "go", "version"), "--max '2q'"),
+    Case("fit-min-below-the-minimum", ("fit", "--min", "1"), "--min 1 is below"),
+    Case("fit-cpus-word", ("fit", "--cpus", "two"), "--cpus 'two'"),
+    # --- base, cache, ci, doctor
+    Case("base-unknown-platform", ("base", "--platform", "linux/sparc64"), "'linux/sparc64'"),
+    Case("cache-prune-nan", ("cache", "prune", "--older-than", "nan"), "--older-than 'nan'"),
+    Case("ci-matrix-go-matches-nothing", ("ci", "matrix", "--go", "9.99"), "--go '9.99' matches no"),
+    Case("doctor-host-unknown-scheme", ("doctor", "--host", "x=ftp://a"), "unknown scheme ftp://"),
+    # --- other classes, each its own code: a source, the engine, a registry (dead loopback ports)
+    Case("source-unreachable", ("lock", "--source", "mirror", "--mirror", "http://127.0.0.1:9/dl/"),
+         "cannot read the Go download index", code=3),
+    Case("engine-unreachable", ("run", "--", "go", "version"), "no Docker engine answers", code=5),
+    Case("registry-unreachable", ("join", "--registry", "127.0.0.1:9/x", "--go", "1.22",
+                                  "--platform", "linux/amd64", "--variant", "slim"),
+         "cannot read 127.0.0.1:9/x/go:1.22.10-slim-amd64", code=7),
 ]
 
 
@@ -253,6 +288,14 @@ def snapshot(folder: Path) -> dict[str, str]:
 def test_the_table_is_large_and_its_ids_unique():
     assert len(CASES) >= 50
     assert len({c.id for c in CASES}) == len(CASES)
+    assert {c.code for c in CASES} >= {2, 3, 5, 7}  # a distinct code per class
+
+
+def test_every_command_has_a_row():
+    from builder.cli import main
+
+    commands = {name for name, cmd in main.commands.items() if not getattr(cmd, "hidden", False)}
+    assert commands - {c.args[0] for c in CASES} == set()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -268,7 +311,8 @@ def test_bad_input(case: Case, tmp_path, monkeypatch):
     case.setup(project)
     before = snapshot(tmp_path)
     env = {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock", "XDG_CACHE_HOME": str(tmp_path / "cache"),
-           "GOBUILD_PYPI_INDEX": "http://127.0.0.1:9/simple/"}  # nothing reachable
+           "GOBUILD_PYPI_INDEX": "http://127.0.0.1:9/simple/",  # nothing reachable
+           "GOBUILD_GODEV_URL": "http://127.0.0.1:9/dl/"}
     result = CliRunner().invoke(main, list(case.args), env=env)
 
     assert result.exit_code == case.code, (result.exit_code, result.stderr, result.exception)
