@@ -13,8 +13,8 @@ regex: a trailing newline, a quote, `$(id)`), or to hostile text or another type
   ordinary cell of the same kind (read back with dockerfile-parse, as buildkit reads it), and
   every Debian package is one shell word of the install loop.
 
-No @example is needed for the regex bugs: the generation finds them (settings use no example
-database, so a run cannot pass on a replayed failure either way).
+No @example is needed for the regex bugs: the generation finds them (derandomized, no example
+database: the same generated examples on every run, see SETTINGS).
 """
 from __future__ import annotations
 
@@ -43,8 +43,11 @@ LOCK_JSON = json.loads((ROOT / "images" / "lock.json").read_text())
 ENV = render.environment(ROOT / "templates")
 MATRIX_PATH = Path("matrix.yaml")
 LOCK_PATH = Path("lock.json")
-EXAMPLES = 60  # per field
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
+EXAMPLES = 80  # per field
+# derandomize: the same examples on every run (hypothesis's choices adapt to what it saw, so
+# the share that renders varied from 51% to 90% between runs); database=None: a run can neither
+# pass nor fail on a replayed example.
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 # What breaks out of a Dockerfile line or quote, or out of a shell word: line breaks of every
@@ -52,8 +55,8 @@ SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
 HOSTILE = "\n\r\x0b\x0c\x85\u2028\t \\\"'$`(){};#=&|<>/.:-_@+"
 hostile_text = st.text(alphabet=st.sampled_from(HOSTILE) | st.characters(codec="utf-8"), max_size=40)
 # Around a valid value: what a regex that ends in `$` (which matches before a final newline)
-# or lacks an anchor lets through. The bare newline comes four times: it is the one a `$` misses.
-AROUND = ["\n", "\n", "\n", "\n", "\n ", " ", "\r", '"', "\\", "\nRUN id", "$(id)", ";id", "\x00", "\u2028"]
+# or lacks an anchor lets through. The bare newline is half of them: it is the one a `$` misses.
+AROUND = ["\n"] * 8 + ["\n ", " ", "\r", '"', "\\", "\nRUN id", "$(id)", ";id", "\x00", "\u2028"]
 
 
 # A URL may hold these (RFC 3986 sub-delims, a fragment): the lock accepts them, and rendering
@@ -66,15 +69,15 @@ URL_CHARS = "$&()*+,;=#"
 
 
 def field_values(valid: st.SearchStrategy) -> st.SearchStrategy:
-    """13 examples in 16 a valid value; 2 in 16 a valid value with something hostile after it
-    (a bare newline first among them: hypothesis tries the simplest choice most); else one
-    before it, hostile text, or another type."""
+    """12 examples in 16 a valid value; 3 in 16 a valid value with something hostile after it
+    (half of them a bare newline: about one example in 11); else something hostile before
+    it, hostile text, or another type."""
     words = valid.map(str)
     after = st.tuples(words, st.sampled_from(AROUND)).map("".join)
     before = st.tuples(st.sampled_from(AROUND), words).map("".join)
     other = st.one_of(before, hostile_text, st.integers(), st.floats(allow_nan=False), st.booleans(),
                       st.none(), st.lists(st.text(max_size=5), max_size=2))
-    return st.integers(0, 15).flatmap(lambda r: valid if r < 13 else after if r < 15 else other)
+    return st.integers(0, 15).flatmap(lambda r: valid if r < 12 else after if r < 15 else other)
 
 
 def safe(value, allowed: str = "") -> bool:
