@@ -30,8 +30,10 @@ def prepared(docker_client, tmp_path_factory):
     if engine.image_labels(docker_client, IMAGE) is None:
         pytest.fail(f"{IMAGE} is not built: run 'gobuild images --go 1.22 --variant bookworm "
                     "--platform linux/amd64'")
-    opts = BenchOptions(images=(IMAGE,), cpus=1.0, memory=1 << 30, cpuset=None,
-                        suites=("compile",), runs=RUNS, warmup=0, gomaxprocs=(1,), workload=None,
+    # 2 CPUs, GOMAXPROCS=2: go build -a of the workload's std dependencies twice as fast, to keep
+    # RUNS runs per arm near 90 s on a quiet 2-core machine
+    opts = BenchOptions(images=(IMAGE,), cpus=2.0, memory=1 << 30, cpuset=None,
+                        suites=("compile",), runs=RUNS, warmup=0, gomaxprocs=(2,), workload=None,
                         workload_modules=1, workload_packages=1, compile_target="workload",
                         bench_package="./benchpkg", output=tmp_path_factory.mktemp("lockdown"),
                         seed=1)
