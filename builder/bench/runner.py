@@ -54,7 +54,11 @@ MEMORY_PHASES = {
     "go-test-binary": [TEST_BINARY, "-test.run", "^$", "-test.bench", ".",
                        "-test.benchtime", "200x"],
 }
-PROFILE_DIR = "/tmp"  # the gotest suite's profiles, copied out of the container
+# The gotest suite's profiles: written to a volume of their own (the output volume), since the
+# bench volume is read-only to measured runs and a tmpfs /tmp is gone when the container stops,
+# before the profiles can be copied out.
+OUT_MOUNT = "/gobuild-out"
+PROFILE_DIR = OUT_MOUNT
 PROFILES = ("cpu.pprof", "mem.pprof")
 PREP_TIMEOUT, FACTS_TIMEOUT, RUN_TIMEOUT = 3600, 600, 7200
 PROBES = ("runner", "sched", "memstats", "lockcheck")  # probe/<name>, built into /gobuild/bin/<name>
@@ -72,6 +76,7 @@ mkdir -p {m}/modcache/cache/download
 echo "GOBUILD-ZIPS $(find {m}/modcache/cache/download -name '*.zip' | wc -l)"
 chmod -R a+rwX {m}
 if [ -d {warm} ]; then chmod a+rwX {warm}; fi
+if [ -d {out} ]; then chmod a+rwX {out}; fi
 echo GOBUILD-PREPARED
 """
 
@@ -89,7 +94,7 @@ def prep_script(opts: BenchOptions) -> str:
                        "go mod graph >/dev/null"] if suites & WORKLOAD_SUITES else [])
     if suites & TEST_BINARY_SUITES:
         workload_lines.append(f"go test -c -o {MOUNT}/bin/workload.test {shlex.quote(opts.bench_package)}")
-    return PREP.format(m=MOUNT, warm=WARM_MOUNT, workload="\n".join(workload_lines) or ":",
+    return PREP.format(m=MOUNT, warm=WARM_MOUNT, out=OUT_MOUNT, workload="\n".join(workload_lines) or ":",
                        probes=" ".join(f"./{p}" for p in probes))
 
 
@@ -136,14 +141,16 @@ class Bench:
     def spec(self, target: Target, command: list[str], *, role: str, limits: bool = True,
               env: dict | None = None, user: str | None = None, network: bool | str = False,
               timeout: float = RUN_TIMEOUT, working_dir: str = f"{MOUNT}/work",
-              warm_cache: bool = False) -> engine.Spec:
+              warm_cache: bool = False, output: bool = False) -> engine.Spec:
         """A container of target's bench volume; limits=True is a measured run (or the facts
         run): locked down, the bench volume read-only; warm_cache mounts the moddownload suite's
-        warm-cache volume (writable) too."""
+        warm-cache volume (writable) too, output the gotest suite's output volume (writable)."""
         o = self.opts
         volumes = {target.volume: MOUNT}
         if warm_cache:
             volumes[warm_volume(target)] = WARM_MOUNT
+        if output:
+            volumes[out_volume(target)] = OUT_MOUNT
         spec = engine.Spec(
             image=target.ref, command=tuple(command), role=role, platform=target.platform,
             network=network, environment={**ENV, **(env or {})},
@@ -177,9 +184,12 @@ class Bench:
         warm = "moddownload" in o.suites
         if warm:
             engine.create_volume(self.client, warm_volume(target), self.run_id)
+        out = "gotest" in o.suites
+        if out:
+            engine.create_volume(self.client, out_volume(target), self.run_id)
         spec = self.spec(target, ["sh", "-c", script], role="prepare", limits=False, user="0",
                           network=network, timeout=PREP_TIMEOUT, working_dir=MOUNT,
-                          warm_cache=warm)
+                          warm_cache=warm, output=out)
         with self.progress.step(f"preparing {target.label} ({target.platform}"
                                 f"{', emulated' if target.emulated else ''}): workload, module "
                                 "cache, probes"):
@@ -219,7 +229,7 @@ class Bench:
         profiles: dict[str, bytes] = {}
         spec = self.spec(cfg.target, argv, role="run", env=env, network=network,
                           working_dir=cfg.working_dir or f"{MOUNT}/work", timeout=self.opts.run_timeout,
-                          warm_cache=cfg.suite == "moddownload")
+                          warm_cache=cfg.suite == "moddownload", output=cfg.suite == "gotest")
         served = (self.proxies.zips_served(cfg.target.label)
                   if self.proxies and cfg.suite == "moddownload" else None)
         with engine.Container(self.client, spec, self.run_id) as ctr:
@@ -279,6 +289,11 @@ def to_sample(cfg: Config, done: engine.Finished, memory_limit: int) -> Sample:
 def warm_volume(target: Target) -> str:
     """The moddownload suite's warm-cache volume of target (made with the run's labels)."""
     return f"{target.volume}-warm"
+
+
+def out_volume(target: Target) -> str:
+    """The gotest suite's output volume of target, for its profiles (made with the run's labels)."""
+    return f"{target.volume}-out"
 
 
 def package_dir(opts: BenchOptions) -> str | None:

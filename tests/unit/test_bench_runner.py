@@ -337,3 +337,20 @@ def test_bench_txt_keeps_one_image_benched_twice_apart_for_benchstat(tmp_path):
     parsed = benchfmt.parse(output.bench_txt(res))
     assert len(parsed) == 2
     assert [r.config.get("config") for r in parsed] == [a.config, b.config]
+
+
+def test_gotest_profiles_go_to_an_output_volume_that_outlives_the_container(tmp_path):
+    """A measured run's /tmp is a tmpfs, gone when the container stops: the profiles are copied
+    out of a writable volume of their own, mounted for the gotest suite only."""
+    o = opts(tmp_path, suites=("gotest", "tooling"), gomaxprocs=(1,))
+    bench = runner.Bench(None, o, "r", "amd64", lambda m: None)
+    by_suite = {c.suite: c for c in runner.configs(o, [TARGET])}
+    gotest = by_suite["gotest"]
+    assert any(a.startswith(runner.PROFILE_DIR + "/") for a in gotest.argv)
+    assert not runner.PROFILE_DIR.startswith("/tmp")
+    mounts = {s: engine.create_kwargs(bench.spec(TARGET, ["x"], role="run", output=s == "gotest"),
+                                      name="n", labels={})["volumes"] for s in by_suite}
+    assert mounts["gotest"] == {TARGET.volume: {"bind": "/gobuild", "mode": "ro"},
+                                f"{TARGET.volume}-out": {"bind": runner.PROFILE_DIR, "mode": "rw"}}
+    assert mounts["tooling"] == {TARGET.volume: {"bind": "/gobuild", "mode": "ro"}}
+    assert f"chmod a+rwX {runner.OUT_MOUNT}" in runner.prep_script(o)
