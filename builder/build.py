@@ -7,7 +7,6 @@ built from; a second run finds that label and builds nothing.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess

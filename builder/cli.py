@@ -10,6 +10,7 @@ import requests
 from . import __version__, cli_bench, cli_ci, cli_images, cli_report, cli_run, pipeline
 from .base import DEBIAN_MIRROR
 from .base import SUITES as DEBIAN_SUITES
+from .cli_trust import trust_options
 from .errors import (
     CheckFailed,
     ConfigError,
@@ -28,7 +29,6 @@ from .inputs import (
     platform_callback,
 )
 from .matrix import Selection
-from .cli_trust import trust_options
 from .sources import PYPI_URL, SOURCES
 
 

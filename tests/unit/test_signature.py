@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -243,10 +244,10 @@ def test_the_verdict_and_its_key_are_part_of_the_input_digest(tmp_path):
     assert signature.expected(a, off) == signature.expected(art(None), go_key) == "unavailable"
 
     class Ctx:  # what input_digest reads of a rendered context
-        files = {"Dockerfile": "FROM x\n"}
+        files: ClassVar[dict[str, str]] = {"Dockerfile": "FROM x\n"}
 
-        class cell:  # noqa: N801
-            class variant:  # noqa: N801
+        class cell:
+            class variant:
                 prune = ()
 
     digests = {build.input_digest(Ctx, a, "base", signature.expected(a, t))
