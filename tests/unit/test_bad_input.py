@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,18 @@ def edit(name: str, old: str, new: str) -> Callable[[Path], None]:
         text = path.read_text()
         assert old in text, (name, old)
         path.write_text(text.replace(old, new, 1))
+    return apply
+
+
+def block(name: str, key: str, new: str) -> Callable[[Path], None]:
+    """Replace the whole top-level block `key:` of images/<name> (its line and the indented
+    lines under it, comments included) by new; the block must be there."""
+    def apply(project: Path) -> None:
+        path = project / "images" / name
+        text = path.read_text()
+        pattern = re.compile(rf"^{re.escape(key)}:[^\n]*\n(?:[ \t][^\n]*\n)*", re.MULTILINE)
+        assert len(pattern.findall(text)) == 1, (name, key)
+        path.write_text(pattern.sub(lambda match: new, text))
     return apply
 
 
@@ -117,7 +130,7 @@ CASES = [
          write("images/matrix.yaml", 'go: "1.22"\nplatforms: [linux/amd64]\n'
                "variants: {slim: {kind: slim}}\n")),
     Case("platforms-a-mapping", ("matrix",), "'platforms' must be a list",
-         edit("matrix.yaml", "  - linux/amd64\n  - linux/arm64", "  linux: amd64")),
+         block("matrix.yaml", "platforms", "platforms:\n  linux: amd64\n")),
     Case("variants-a-list", ("matrix",), "'variants' must be a mapping",
          write("images/matrix.yaml", 'go: ["1.22"]\nplatforms: [linux/amd64]\nvariants: [slim]\n')),
     Case("go-unquoted-float", ("matrix",), "must be quoted", edit("matrix.yaml", '- "1.22"', "- 1.20")),

@@ -26,12 +26,18 @@ def cells(**selection):
 
 
 def test_one_entry_per_platform_on_its_native_runner_with_its_cells():
+    """The 32-bit ARM platforms have no native runner: they are emulated on the amd64 one;
+    arm/v6 has slim cells only (no Debian variant)."""
     result = ci.strategy_matrix(cells(go=("1.22",)))
     assert result == {"include": [
         {"platform": "linux/amd64", "arch": "amd64", "runner": "ubuntu-24.04", "emulated": False,
          "cells": ["go1.22-bookworm-linux-amd64", "go1.22-slim-linux-amd64"]},
         {"platform": "linux/arm64", "arch": "arm64", "runner": "ubuntu-24.04-arm",
          "emulated": False, "cells": ["go1.22-bookworm-linux-arm64", "go1.22-slim-linux-arm64"]},
+        {"platform": "linux/arm/v7", "arch": "arm-v7", "runner": "ubuntu-24.04", "emulated": True,
+         "cells": ["go1.22-bookworm-linux-arm-v7", "go1.22-slim-linux-arm-v7"]},
+        {"platform": "linux/arm/v6", "arch": "arm-v6", "runner": "ubuntu-24.04", "emulated": True,
+         "cells": ["go1.22-slim-linux-arm-v6"]},
     ]}
 
 
@@ -48,7 +54,8 @@ def test_runner_labels_can_be_overridden_and_emulate_puts_everything_on_amd64():
     result = ci.strategy_matrix(cells(go=("latest",), variants=("slim",)), runners=labels,
                                 emulate=True)
     assert [(e["platform"], e["runner"], e["emulated"]) for e in result["include"]] == [
-        ("linux/amd64", "big-x86", False), ("linux/arm64", "big-x86", True)]
+        ("linux/amd64", "big-x86", False), ("linux/arm64", "big-x86", True),
+        ("linux/arm/v7", "big-x86", True), ("linux/arm/v6", "big-x86", True)]
 
 
 @pytest.mark.parametrize("text, needle", [
@@ -70,7 +77,9 @@ def test_the_command_prints_one_line_of_json_that_fromjson_reads(cli):
     assert json.loads(result.output) == ci.strategy_matrix(cells(go=("latest",)))
     text = cli("ci", "matrix", "--go", "latest", "--variant", "slim").output
     assert text.splitlines() == ["linux/amd64  ubuntu-24.04: go1.27-slim-linux-amd64",
-                                 "linux/arm64  ubuntu-24.04-arm: go1.27-slim-linux-arm64"]
+                                 "linux/arm64  ubuntu-24.04-arm: go1.27-slim-linux-arm64",
+                                 "linux/arm/v7 emulated on ubuntu-24.04: go1.27-slim-linux-arm-v7",
+                                 "linux/arm/v6 emulated on ubuntu-24.04: go1.27-slim-linux-arm-v6"]
     assert "Examples" in cli("ci", "matrix", "--help").output
     assert "Examples" in cli("ci", "--help").output
 
@@ -96,10 +105,17 @@ def test_pull_digest_must_be_a_sha256_and_pin_one_version_and_variant():
 def test_pull_digest_pulls_each_platform_s_manifest_of_the_pinned_index(monkeypatch):
     """The engine and the registry are replaced (unit test of the arguments): an index digest
     is pulled once per selected platform, by that platform's manifest digest in the index
-    (one engine keeps one image per repo@digest), never by the moving tag."""
-    per_arch = {"amd64": "sha256:" + "1" * 64, "arm64": "sha256:" + "2" * 64}
-    index = {"digest": DIGEST, "manifests": [
-        {"digest": d, "platform": {"os": "linux", "architecture": a}} for a, d in per_arch.items()]}
+    (one engine keeps one image per repo@digest), never by the moving tag. The two 32-bit ARM
+    platforms share an architecture and are told apart by the index entry's variant."""
+    per_platform = {"linux/amd64": "sha256:" + "1" * 64, "linux/arm64": "sha256:" + "2" * 64,
+                    "linux/arm/v7": "sha256:" + "3" * 64, "linux/arm/v6": "sha256:" + "4" * 64}
+
+    def entry(platform, digest):
+        os_name, arch, *variant = platform.split("/")
+        return {"digest": digest, "platform": {"os": os_name, "architecture": arch,
+                                               **({"variant": variant[0]} if variant else {})}}
+
+    index = {"digest": DIGEST, "manifests": [entry(p, d) for p, d in per_platform.items()]}
     monkeypatch.setattr(registry, "describe", lambda ref: index if ref.endswith(DIGEST) else None)
     selected = inputs(go=("1.22",), variants=("slim",))
     lock = selected.lock()
@@ -125,13 +141,12 @@ def test_pull_digest_pulls_each_platform_s_manifest_of_the_pinned_index(monkeypa
         images = Images()
 
     out = pipeline.pull(selected.cells(), lock, "r:5000/ns", client=Client(), digest=DIGEST)
-    assert pulls == [(f"r:5000/ns/go@{per_arch['amd64']}", "linux/amd64"),
-                     (f"r:5000/ns/go@{per_arch['arm64']}", "linux/arm64")]
-    assert [p["digest"] for p in out] == [DIGEST, DIGEST]
+    assert pulls == [(f"r:5000/ns/go@{d}", p) for p, d in per_platform.items()]
+    assert [p["digest"] for p in out] == [DIGEST] * 4
     assert [p["tag"] for p in out] == [f"gobuild/go:{lock.go['1.22'].version}-slim-{a}"
-                                       for a in ("amd64", "arm64")]
-    index["manifests"].pop()
-    with pytest.raises(RegistryError, match="lists no linux/arm64 image"):
+                                       for a in ("amd64", "arm64", "arm-v7", "arm-v6")]
+    index["manifests"].pop()  # arm/v6's: arm/v7's, the same architecture, does not stand in
+    with pytest.raises(RegistryError, match="lists no linux/arm/v6 image"):
         pipeline.pull(selected.cells(), lock, "r:5000/ns", client=Client(), digest=DIGEST)
     with pytest.raises(RegistryError, match="is not in the registry"):
         pipeline.pull(selected.cells(), lock, "r:5000/ns", client=Client(),
@@ -266,6 +281,7 @@ def test_pull_of_a_per_arch_digest_needs_exactly_one_platform_before_pulling(mon
     with pytest.raises(ConfigError) as info:
         pipeline.pull(selected.cells(), selected.lock(), "r:5000/ns", client=Client(),
                       digest=DIGEST)
-    assert "names one platform's image, but 2 platforms are selected" in info.value.message
+    assert ("names one platform's image, but 4 platforms are selected (linux/amd64, "
+            "linux/arm/v6, linux/arm/v7, linux/arm64)") in info.value.message
     assert "select its --platform" in info.value.message and "\n" not in info.value.message
     assert pulls == []

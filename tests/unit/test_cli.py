@@ -25,9 +25,10 @@ def test_matrix_lists_identifiers_and_json(cli, project):
         f"go{v}-slim-linux-arm64" for v in ("1.21", "1.22", "1.23", "1.26", "1.27")
     ]
     data = json.loads(cli("matrix", "--go", "1.22", "--json").output)
-    assert {d["id"] for d in data} == {
-        "go1.22-bookworm-linux-amd64", "go1.22-bookworm-linux-arm64",
-        "go1.22-slim-linux-amd64", "go1.22-slim-linux-arm64",
+    assert {d["id"] for d in data} == {  # arm/v6: slim only (no Debian variant)
+        "go1.22-bookworm-linux-amd64", "go1.22-bookworm-linux-arm64", "go1.22-bookworm-linux-arm-v7",
+        "go1.22-slim-linux-amd64", "go1.22-slim-linux-arm64", "go1.22-slim-linux-arm-v7",
+        "go1.22-slim-linux-arm-v6",
     }
 
 

