@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +102,11 @@ def verify_images(client: docker.DockerClient, images: list[build.Built], cgo: l
     with engine.cleanup_on_exit(client, run_id):
         for image, image_cgo in zip(images, cgo, strict=True):
             log(f"smoke test of {image.tag}")
-            smoke.smoke(client, image, image_cgo, run_id, engine_arch)
+            started = time.monotonic()
+            result = smoke.smoke(client, image, image_cgo, run_id, engine_arch)
+            how = "emulated, " if result.emulated else ""
+            log(f"smoke test of {image.tag} passed ({how}{time.monotonic() - started:.0f} s): "
+                f"{result.summary}")
 
 
 def join(cells: tuple[Cell, ...], lock: Lock, registry_name: str, *,

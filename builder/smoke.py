@@ -106,6 +106,14 @@ class SmokeResult:
     emulated: bool
     output: str
 
+    @property
+    def summary(self) -> str:
+        """What the image said of itself: its go version line, and GOARM where it sets one."""
+        lines = self.output.splitlines()
+        said = next((line for line in lines if line.startswith("go version ")), "")
+        goarm = next((line[len("goarm="):] for line in lines if line.startswith("goarm=")), "")
+        return said + (f", GOARM={goarm}" if goarm else "")
+
 
 def check_output(image: Built, output: str, cgo: bool, pruned: tuple[str, ...] = ()) -> list[str]:
     """What is wrong with a smoke run's output ([] when nothing)."""

@@ -170,3 +170,11 @@ def test_smoke_check_wants_linux_arm_and_the_platforms_goarm():
     assert smoke.check_output(_built("linux/arm/v6"), GOOD.format(goarm=6), cgo=False) == []
     wrong = smoke.check_output(_built("linux/arm/v6"), GOOD.format(goarm=7), cgo=False)
     assert wrong == ["expected go env GOARM 6 (the image's go.env)"]
+
+
+def test_a_passed_smoke_test_says_what_the_image_said_of_itself():
+    arm = smoke.SmokeResult(id="x", ok=True, emulated=True, output=GOOD.format(goarm=6))
+    assert arm.summary == "go version go1.22.10 linux/arm, GOARM=6"
+    amd64 = smoke.SmokeResult(id="x", ok=True, emulated=False,
+                              output="go version go1.22.10 linux/amd64\ngoarm=\nSMOKE-PASSED\n")
+    assert amd64.summary == "go version go1.22.10 linux/amd64"
