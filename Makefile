@@ -19,7 +19,7 @@ unit: setup
 
 demo: setup
 	$(GOBUILD) base
-	$(GOBUILD) images --go latest
+	$(GOBUILD) images --go latest --platform linux/amd64 --platform linux/arm64
 	$(GOBUILD) bench --cpus 0.5 --memory 2g --runs 3 --warmup 0 --suite compile --suite tooling --suite sched
 
 lint: setup

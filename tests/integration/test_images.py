@@ -17,6 +17,8 @@ import pytest
 from .conftest import GOBUILD, ROOT, gobuild
 
 GO = "1.22"
+# The 64-bit platforms (the matrix also has 32-bit ARM, built and tested in test_arm32.py).
+BOTH = ("--platform", "linux/amd64", "--platform", "linux/arm64")
 
 
 QEMU_AARCH64 = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
@@ -146,7 +148,7 @@ def test_push_join_and_pull_back_by_platform(built, registry_tags, docker_client
     registry = registry_tags
     images = built["images"]
     ns = f"{registry}/gobuild"
-    proc = gobuild("images", "--go", GO, "--push", "--registry", ns)
+    proc = gobuild("images", "--go", GO, *BOTH, "--push", "--registry", ns)
     version = images[0]["go_version"]
     for variant in ("bookworm", "slim"):
         assert f"pushed      {ns}/go:{version}-{variant}" in proc.stdout
@@ -173,7 +175,7 @@ def test_pull_refuses_an_image_whose_toolchain_differs_from_the_lock(built, regi
     data["go"][GO]["files"]["arm64"]["sha256"] = "0" * 64
     lock.write_text(json.dumps(data))
     ns = f"{registry}/gobuild"
-    gobuild("images", "--go", GO, "--variant", "slim", "--push", "--registry", ns)
+    gobuild("images", "--go", GO, "--variant", "slim", *BOTH, "--push", "--registry", ns)
     proc = gobuild("pull", "--registry", ns, "--go", GO, "--variant", "slim", "--platform",
                    "linux/arm64", cwd=project, check=False)
     assert proc.returncode == 7
@@ -187,7 +189,7 @@ def test_pull_refuses_an_image_whose_toolchain_differs_from_the_lock(built, regi
 def slim(docker_client):
     """The Go 1.22 slim images of both platforms (built if missing, else found up to date;
     slim needs no Debian base)."""
-    return json.loads(gobuild("images", "--go", GO, "--variant", "slim", "--json").stdout)
+    return json.loads(gobuild("images", "--go", GO, "--variant", "slim", *BOTH, "--json").stdout)
 
 
 def listed(ref: str) -> dict[str, str] | None:
@@ -227,19 +229,19 @@ def test_no_join_pushes_digests_and_join_makes_the_same_multiarch_tag(slim, regi
     assert first[0]["digest"].startswith("sha256:")
     assert listed(f"{ns}/go:{GO}-slim") is None  # nothing joined
     # arm64 is not in the registry yet: join refuses, and creates no tag naming a missing image
-    early = gobuild("join", "--registry", ns, "--go", GO, "--variant", "slim", check=False)
+    early = gobuild("join", "--registry", ns, "--go", GO, "--variant", "slim", *BOTH, check=False)
     assert early.returncode == 7, early.stderr
     assert f"{ns}/go:{version}-slim-arm64 not in the registry" in early.stderr.strip().splitlines()[-1]
     assert listed(f"{ns}/go:{GO}-slim") is None
     second = json.loads(push(ns, "linux/arm64", "--no-join", "--json").stdout)
     joined = json.loads(gobuild("join", "--registry", ns, "--go", GO, "--variant", "slim",
-                                "--json").stdout)
+                                *BOTH, "--json").stdout)
     assert [j["tags"] for j in joined] == [[f"{ns}/go:{version}-slim", f"{ns}/go:{GO}-slim"]]
     want = {"amd64": first[0]["digest"], "arm64": second[0]["digest"]}
     assert listed(f"{ns}/go:{version}-slim") == want == listed(f"{ns}/go:{GO}-slim")
     # the same as pushing with the join, into another namespace
     together = f"{registry_tags}/together"
-    gobuild("images", "--go", GO, "--variant", "slim", "--push", "--registry", together)
+    gobuild("images", "--go", GO, "--variant", "slim", *BOTH, "--push", "--registry", together)
     assert listed(f"{together}/go:{GO}-slim") == want
 
 

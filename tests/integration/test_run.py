@@ -56,7 +56,8 @@ def one_cell(native) -> tuple[str, ...]:
 
 @pytest.fixture(scope="module")
 def slim_images(docker_client, bases):
-    gobuild("images", "--go", "1.21", "--go", "1.22", "--variant", "slim", timeout=1800)
+    gobuild("images", "--go", "1.21", "--go", "1.22", "--variant", "slim",
+            "--platform", "linux/amd64", "--platform", "linux/arm64", timeout=1800)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -27,6 +27,7 @@ from .conftest import ROOT, gobuild
 WORKFLOWS = ROOT / ".github" / "workflows"
 BIN = Path(sys.executable).parent
 GO, VARIANT = "latest", "slim"  # the narrowest selection: the newest Go's slim images
+PLATFORMS = "linux/amd64 linux/arm64"  # the native runners (32-bit ARM would smoke-test under qemu)
 OWNER = "Acme-CI"  # mixed case: GHCR wants lowercase names, the workflow lowers it
 
 # (workflow, job, step name) -> why the step does not run here. Everything else runs.
@@ -283,7 +284,7 @@ def run(tmp_path_factory, registry, docker_client):
 def published(run, registry, bases):
     """images.yml: matrix, a build job per platform, the merge job, a verify job per platform
     (the build jobs build the newest Go's slim images where this machine has none yet)."""
-    inputs = {"go": GO, "variant": VARIANT, "emulate": False}
+    inputs = {"go": GO, "variant": VARIANT, "platforms": PLATFORMS, "emulate": False}
     matrix = run_job(run, "images.yml", "matrix", inputs=inputs)
     entries = json.loads(matrix["matrix"])["include"]
     for entry in entries:
@@ -353,7 +354,7 @@ def test_ci_workflow_lint_steps_and_the_runner_matrix(run):
 
 
 def test_bench_workflow_pulls_the_published_images_and_reports_across_platforms(published, run):
-    inputs = {"cpus": "", "memory": "", "go": "", "variant": "", "suite": "", "runs": ""}
+    inputs = {"cpus": "", "memory": "", "go": "", "variant": "", "platforms": "", "suite": "", "runs": ""}
     matrix = run_job(run, "bench.yml", "matrix", inputs=inputs)
     entries = json.loads(matrix["matrix"])["include"]
     assert [e["cells"] for e in entries] == [e["cells"] for e in published[0]]
@@ -378,7 +379,7 @@ def test_the_report_job_without_bench_results_says_so(run, tmp_path):
     empty = Run(base=tmp_path, artifacts=tmp_path / "artifacts", github=run.github,
                 env_overrides=run.env_overrides, shim=run.shim)
     empty.artifacts.mkdir()
-    inputs = {"cpus": "", "memory": "", "go": "", "variant": "", "suite": "", "runs": ""}
+    inputs = {"cpus": "", "memory": "", "go": "", "variant": "", "platforms": "", "suite": "", "runs": ""}
     with pytest.raises(AssertionError, match="exited 1") as info:
         run_job(empty, "bench.yml", "report", inputs=inputs)
     assert "::error::No bench results to report" in str(info.value)
@@ -404,7 +405,7 @@ def test_a_renamed_flag_fails_the_step(run, tmp_path):
     broken = Run(base=tmp_path, artifacts=tmp_path, github=run.github,
                  env_overrides=run.env_overrides, shim=run.shim, workflows=tmp_path)
     with pytest.raises(AssertionError, match="No such option '--jsn'"):
-        run_job(broken, "images.yml", "matrix", inputs={"go": GO, "variant": VARIANT, "emulate": False})
+        run_job(broken, "images.yml", "matrix", inputs={"go": GO, "variant": VARIANT, "platforms": PLATFORMS, "emulate": False})
 
 
 def test_gobuild_is_the_installed_one():
