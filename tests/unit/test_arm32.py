@@ -3,14 +3,15 @@ toolchains, go.dev's armv6l archive, GOARM in go.env, CI entries and the smoke t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
 
 import pytest
 
-from builder import build, ci, crossbuild, smoke, sources
-from builder.errors import ConfigError
+from builder import build, ci, crossbuild, smoke, sources, toolchains
+from builder.errors import BuildError, ConfigError
 from builder.lock import Artifact, BuiltFrom, Lock, Release, parse_lock, to_json
 from builder.matrix import Selection, debian_arch, parse_matrix, select
 from tests.standins import GoDev, Served, go_tarball
@@ -178,3 +179,22 @@ def test_a_passed_smoke_test_says_what_the_image_said_of_itself():
     amd64 = smoke.SmokeResult(id="x", ok=True, emulated=False,
                               output="go version go1.22.10 linux/amd64\ngoarm=\nSMOKE-PASSED\n")
     assert amd64.summary == "go version go1.22.10 linux/amd64"
+
+
+def test_a_source_archive_without_make_bash_is_a_one_line_build_error(tmp_path):
+    """A source whose archive holds a binary tree only: BuildError naming it (was exit 70),
+    nothing left in the cache's work folder."""
+    data = go_tarball("1.22.10")
+    sha = hashlib.sha256(data).hexdigest()
+    cache = toolchains.Cache(root=tmp_path)
+    cache.blob(sha).parent.mkdir(parents=True)
+    cache.blob(sha).write_bytes(data)
+    art = Artifact(url="https://example.test/go1.22.10.linux-amd64.tar.gz", sha256=sha,
+                   filename="go1.22.10.linux-amd64.tar.gz", size=len(data), format="tar.gz")
+    rel = Release(version="1.22.10", source="go.dev", index="https://example.test/dl/",
+                  released="2024-12-03", files={"amd64": art})
+    inputs = crossbuild.inputs_for(rel, "amd64")
+    with pytest.raises(BuildError, match=r"go1\.22\.10\.linux-amd64\.tar\.gz has no src/make\.bash"):
+        crossbuild.build(cache, rel, inputs, log=lambda message: None)
+    assert list((tmp_path / "work").iterdir()) == []
+    assert not (tmp_path / "built").exists()

@@ -122,20 +122,22 @@ def test_pull_digest_pulls_each_platform_s_manifest_of_the_pinned_index(monkeypa
     pulls = []
 
     class Image:
-        def __init__(self, arch, sha):
+        def __init__(self, arch, sha, variant=None):
             self.labels = {"io.gobuild.toolchain.sha256": sha}
-            self.attrs = {"Architecture": arch}
+            self.attrs = {"Architecture": arch, **({"Variant": variant} if variant else {})}
             self.id = "sha256:" + "c" * 64
             self.tags = []
 
         def tag(self, name):
             self.tags.append(name)
 
+    served = {}  # platform -> the platform the engine's pulled image is of (else itself)
+
     class Images:
         def pull(self, ref, platform):
             pulls.append((ref, platform))
-            arch = platform.split("/")[1]
-            return Image(arch, lock.go["1.22"].files[arch].sha256)
+            _, arch, *variant = served.get(platform, platform).split("/")
+            return Image(arch, lock.go["1.22"].files[arch].sha256, *variant)
 
     class Client:
         images = Images()
@@ -145,6 +147,11 @@ def test_pull_digest_pulls_each_platform_s_manifest_of_the_pinned_index(monkeypa
     assert [p["digest"] for p in out] == [DIGEST] * 4
     assert [p["tag"] for p in out] == [f"gobuild/go:{lock.go['1.22'].version}-slim-{a}"
                                        for a in ("amd64", "arm64", "arm-v7", "arm-v6")]
+    # An arm/v7 image where arm/v6 was asked for (same architecture, same toolchain) is refused.
+    served["linux/arm/v6"] = "linux/arm/v7"
+    with pytest.raises(RegistryError, match="for linux/arm/v6 pulled a arm/v7 image"):
+        pipeline.pull(selected.cells(), lock, "r:5000/ns", client=Client(), digest=DIGEST)
+    served.clear()
     index["manifests"].pop()  # arm/v6's: arm/v7's, the same architecture, does not stand in
     with pytest.raises(RegistryError, match="lists no linux/arm/v6 image"):
         pipeline.pull(selected.cells(), lock, "r:5000/ns", client=Client(), digest=DIGEST)
