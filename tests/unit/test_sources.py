@@ -87,10 +87,11 @@ def test_pypi_index_picks_newest_repack_and_skips_yanked_and_other_platforms(pyp
 
 
 @pytest.fixture
-def project_64bit(project):
+def project_64bit(project, monkeypatch):
     """The project's copy with its matrix's platforms block replaced by the two 64-bit ones:
     `gobuild lock` on the project's own matrix also builds the 32-bit ARM toolchains from
-    source (minutes of make.bash), which is not what these tests are about."""
+    source (minutes of make.bash), which is not what these tests are about. Their downloads go to a
+    cache of their own."""
     path = project / "images" / "matrix.yaml"
     text, found = re.subn(r"^platforms:[^\n]*\n(?:[ \t][^\n]*\n)*",
                           "platforms:\n  - linux/amd64\n  - linux/arm64\n", path.read_text(),
@@ -98,6 +99,7 @@ def project_64bit(project):
     assert found == 1, "no platforms block in the project's matrix"
     path.write_text(text)
     assert load_matrix(path).platforms == ("linux/amd64", "linux/arm64")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(project / "cache"))  # never the user's cache
     return project
 
 
