@@ -83,6 +83,8 @@ def images_cmd(inputs: Inputs, hosts, buildx_nodes: str | None, push: bool, no_j
     \b
     Examples:
       gobuild images --platform linux/arm64 --go 1.22
+      gobuild images --platform linux/amd64 --platform linux/arm64   # the 64-bit ones only
+      gobuild images --platform linux/arm/v6 --go 1.22 --verify      # Pi Zero/Pi 1: slim, qemu-arm smoke
       gobuild images --variant slim --verify
       gobuild images --push --registry localhost:5000/gobuild
       gobuild images --push --no-join --registry ghcr.io/acme --platform linux/arm64 --json

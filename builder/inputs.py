@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from .errors import ConfigError
-from .matrix import Selection
+from .matrix import PLATFORMS, Selection
 
 PACKAGE = Path(__file__).resolve().parent
 PACKAGED_MATRIX = PACKAGE / "data" / "matrix.yaml"
@@ -181,7 +181,9 @@ def inputs_options(func):
     @click.option("--go", "go", multiple=True, metavar="VERSION",
                   help="Go version(s) to select; repeatable; globs allowed (--go '1.2*'); 'latest' is the newest.")
     @click.option("--platform", "platforms", multiple=True, callback=platform_callback,
-                  metavar="OS/ARCH", help="Platform(s) to select: linux/amd64, linux/arm64.")
+                  metavar="OS/ARCH",
+                  help=f"Platform(s) to select, repeatable: {', '.join(PLATFORMS)} [default: "
+                       "every platform of the matrix].")
     @click.option("--variant", "variants", multiple=True, metavar="NAME",
                   help="Variant(s) to select: bookworm, slim.")
     @click.option("--allow-http", is_flag=True, envvar="GOBUILD_ALLOW_HTTP",
