@@ -19,7 +19,7 @@ import requests
 from .build import Built, image_tag, joined_tags, multiarch_tags
 from .errors import ConfigError, EngineError, RegistryError
 from .lock import Lock
-from .matrix import Cell, Variant, platform_variant
+from .matrix import Cell, Variant, platform_tag, platform_variant
 
 REGISTRY_RE = re.compile(r"^[a-z0-9]+([.-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*\Z")
 IMAGE_NAME = "go"
@@ -239,7 +239,7 @@ def join(repo: str, version: str, variant: str, new: dict[str, str],
     kept = tuple(sorted(p for p in existing if p not in new))
     current = {}
     for platform in kept:
-        per_arch = describe(f"{exact}-{platform.split('/', 1)[1].replace('/', '')}")
+        per_arch = describe(f"{exact}-{platform_tag(platform)}")  # as image_tag names it
         current[platform] = per_arch["digest"] if per_arch else existing[platform]
     manifests = dict(sorted({**current, **new}.items()))
     minor_now = _read_index(minor)

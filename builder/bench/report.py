@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..fsutil import atomic_write_text
+from ..matrix import platform_tag
 from . import plots
 from .loaded import Record, Run, load
 from .options import format_memory
@@ -280,7 +281,8 @@ def _cells(runs: Sequence[Run]) -> list[Cell]:
         row = t.go_version
         if clash:
             tag = rec.config.rsplit(":", 1)[-1]
-            row = tag.rsplit("-", 1)[0] if tag.endswith(t.platform.rsplit("/", 1)[-1]) else tag
+            suffix = "-" + platform_tag(t.platform)  # "-arm64", "-arm-v7"
+            row = tag.removesuffix(suffix)
         if split_version.get(t.go_version):  # a cell of this row measured by several runs:
             row = f"{row} (run {run.run_id})"  # one row per run, so a run's cells stay together
         cells.append(Cell(row=row, column=column, record=rec, run=run))

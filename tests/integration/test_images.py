@@ -79,7 +79,11 @@ def test_builds_both_platforms_and_variants_and_smoke_tests_each(built):
         assert set(i) >= {"id", "tag", "platform", "image_id", "size", "toolchain_sha256"}
         assert i["status"] == ("up-to-date" if i["tag"].endswith(SLIM_ARM64) else "built")
         assert i["tag"] == f"gobuild/go:{i['go_version']}-{i['variant']}-{i['platform'].split('/')[1]}"
-    assert built["stderr"].count("gobuild: smoke test of") == 4
+    started = re.findall(r"^gobuild: smoke test of (\S+)$", built["stderr"], re.MULTILINE)
+    passed = re.findall(r"^gobuild: smoke test of (\S+) passed \((?:emulated, )?\d+ s\): "
+                        r"go version go\S+ linux/(\w+)(?:, GOARM=\d)?$", built["stderr"], re.MULTILINE)
+    assert sorted(started) == sorted(i["tag"] for i in images)
+    assert sorted(passed) == sorted((i["tag"], i["platform"].split("/")[1]) for i in images)
     assert len(re.findall(r"verified \d+ images", built["stderr"])) == 3
 
 

@@ -73,6 +73,22 @@ def test_join_keeps_the_registry_s_other_platforms_and_names_them_by_digest(monk
     assert joined.manifests == {"linux/amd64": repushed, "linux/arm64": new}
 
 
+def test_a_kept_32_bit_arm_platform_takes_its_own_repushed_per_arch_tag(monkeypatch):
+    """The per-arch tag of linux/arm/v7 is go:1.22.10-slim-arm-v7 (the CPU variant after a
+    dash, as image_tag names it): a re-push of it wins over the index's old digest."""
+    old_v7, repushed = "sha256:" + "7" * 64, "sha256:" + "8" * 64
+    index = {**INDEX, "manifests": [*INDEX["manifests"], {
+        "digest": old_v7, "platform": {"architecture": "arm", "os": "linux", "variant": "v7"}}]}
+    calls = fake_registry(monkeypatch, {
+        "r:5000/ns/go:1.22.10-slim": index, "r:5000/ns/go:1.22-slim": index,
+        "r:5000/ns/go:1.22.10-slim-arm-v7": {"digest": repushed}})
+    new = "sha256:" + "e" * 64
+    joined = registry.join("r:5000/ns/go", "1.22.10", "slim", {"linux/arm64": new})
+    assert joined.kept == ("linux/amd64", "linux/arm/v7")
+    assert joined.manifests["linux/arm/v7"] == repushed
+    assert f"r:5000/ns/go@{repushed}" in calls[-1] and f"r:5000/ns/go@{old_v7}" not in calls[-1]
+
+
 def test_a_new_patch_pushed_for_one_platform_leaves_the_minor_tag_alone(monkeypatch):
     """1.22.11 pushed for amd64 only: 1.22-slim (amd64 and arm64 of 1.22.10) must not lose
     arm64; it moves once 1.22.11 lists both."""

@@ -225,3 +225,18 @@ def test_the_compile_plot_shades_the_ci_once_there_are_six_runs(tmp_path):
     assert "shaded: the 95% confidence interval of the median" in plots.compile_plot(run, tmp_path).caption
     fewer = loaded.load(SINGLE)
     assert "no confidence interval: fewer than 6 runs" in plots.compile_plot(fewer, tmp_path).caption
+
+
+def test_two_variants_of_32_bit_arm_share_the_rows_of_the_64_bit_platforms():
+    """Rows are the image's tag without its platform: "-arm-v7" comes off whole (taking only
+    "v7" off left "1.22.10-slim-arm", a row of its own beside "1.22.10-slim")."""
+    from types import SimpleNamespace as NS
+
+    tags = {f"gobuild/go:1.22.10-{v}-{p.split('/', 1)[1].replace('/', '-')}": (v, p)
+            for v in ("slim", "bookworm") for p in ("linux/amd64", "linux/arm/v7")}
+    records = [NS(config=tag) for tag in tags]
+    run = NS(records=records, host_label=None, hosts=(), run_id="r1",
+             target=lambda config: NS(go_version="1.22.10", platform=tags[config][1], host=None))
+    cells = report._cells([run])
+    assert {(c.row, c.column) for c in cells} == {
+        (f"1.22.10-{v}", p) for v in ("slim", "bookworm") for p in ("linux/amd64", "linux/arm/v7")}
