@@ -5,7 +5,9 @@ that the workflows follow images/matrix.yaml instead of repeating it.
 Each platform builds on a native runner (no qemu): GitHub's ``ubuntu-24.04`` for amd64 and
 ``ubuntu-24.04-arm`` for arm64, overridable (self-hosted labels). ``emulate`` is the fallback
 when no runner of an architecture is at hand: every platform goes to the amd64 runner and the
-entries that need qemu say so (``emulated``), for the workflow to set qemu up.
+entries that need qemu say so (``emulated``), for the workflow to set qemu up. A platform with
+no runner label (32-bit ARM: GitHub has none) always goes there, emulated, unless ``--runner``
+names one.
 """
 from __future__ import annotations
 

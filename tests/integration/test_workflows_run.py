@@ -41,6 +41,8 @@ NOT_RUN = {
     ("bench.yml", "report", "Install gobuild"): "pip install of this checkout: the test runs the installed gobuild",
     ("ci.yml", "lint", "Install gobuild and its test tools"): "pip install of this checkout: the test runs the installed gobuild",
     ("ci.yml", "lint", "Unit tests"): "make test runs the unit suite itself",
+    ("images.yml", "build", "Install mmdebstrap (slim's busybox and CA bundle come from Debian's packages)"):
+        "sudo apt-get on a GitHub runner; here scripts/setup-host.sh installs mmdebstrap (make setup)",
     ("ci.yml", "integration", "Set up the host"): "sudo on a GitHub runner; here CI runs scripts/setup-host.sh itself (make setup)",
     ("ci.yml", "integration", "Integration tests"): "this test is one of them",
 }
