@@ -175,6 +175,15 @@ def diagnose(inputs: Defaults | None = None) -> Report:
         fix=f"{SETUP}, or apt-get install qemu-user-static binfmt-support and register "
             "/usr/lib/binfmt.d/qemu-aarch64.conf in /proc/sys/fs/binfmt_misc/register",
     ))
+    arm32 = emus.get("qemu-arm", False)
+    checks.append(Check(
+        name="qemu-arm", ok=arm32 or engine.host_arch() == "arm",
+        detail=("registered: linux/arm/v7 and linux/arm/v6 smoke tests and benches run emulated"
+                if arm32 else "not registered: linux/arm/v7 and linux/arm/v6 containers cannot run "
+                "here (their images still build: slim is files only)"),
+        fix=f"{SETUP}, or register /usr/lib/binfmt.d/qemu-arm.conf in "
+            "/proc/sys/fs/binfmt_misc/register (an arm64 host whose CPU runs 32-bit code needs none)",
+    ))
     for tool, why in (("mmdebstrap", "for 'gobuild base'"), ("docker-registry", "for the integration tests")):
         path = shutil.which(tool)
         checks.append(Check(name=tool, ok=bool(path), detail=path or f"not installed ({why})",

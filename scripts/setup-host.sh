@@ -137,17 +137,17 @@ system_setup() {
     fi
   fi
 
-  # qemu for linux/arm64 (and arm/v7) containers and buildx RUN steps.
+  # qemu for linux/arm64 and 32-bit linux/arm (v7, v6) containers and buildx RUN steps; each
+  # registered on its own (a host that has qemu-aarch64 may still lack qemu-arm).
   command -v qemu-aarch64-static >/dev/null 2>&1 || apt_install qemu-user-static binfmt-support
-  if ! arm64_registered; then
-    [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-    for conf in qemu-aarch64 qemu-arm; do
-      if [ ! -e "/proc/sys/fs/binfmt_misc/$conf" ] && [ -f "/usr/lib/binfmt.d/$conf.conf" ]; then
-        say "registering $conf with binfmt_misc"
-        cat "/usr/lib/binfmt.d/$conf.conf" >/proc/sys/fs/binfmt_misc/register
-      fi
-    done
-  fi
+  [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  for conf in qemu-aarch64 qemu-arm; do
+    if [ "$conf" = qemu-aarch64 ] && arm64_registered; then continue; fi
+    if [ ! -e "/proc/sys/fs/binfmt_misc/$conf" ] && [ -f "/usr/lib/binfmt.d/$conf.conf" ]; then
+      say "registering $conf with binfmt_misc"
+      cat "/usr/lib/binfmt.d/$conf.conf" >/proc/sys/fs/binfmt_misc/register
+    fi
+  done
 
   # Headless Chromium: the report tests look at rendered reports the way a person would.
   # (Ubuntu's chromium package is a snap shim: there, and wherever one is installed, use that.)
