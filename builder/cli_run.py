@@ -212,9 +212,9 @@ def cache_table(caches) -> str:
     if not caches:
         return "no gobuild cache volumes"
     width = max(len(c.name) for c in caches)
-    lines = [(f"{'volume':<{width}}  {'kind':<5}  {'go':<8}  {'platform':<11}  {'user':<11}  "
+    lines = [(f"{'volume':<{width}}  {'kind':<5}  {'go':<8}  {'platform':<12}  {'user':<11}  "
               f"{'size':>9}  last use")]
-    lines += [f"{c.name:<{width}}  {c.kind:<5}  {c.go or 'all':<8}  {c.platform:<11}  "
+    lines += [f"{c.name:<{width}}  {c.kind:<5}  {c.go or 'all':<8}  {c.platform:<12}  "
               f"{c.user:<11}  {_size(c.size):>9}  {_when(c.last_use)}" for c in caches]
     return "\n".join(lines)
 
