@@ -29,7 +29,7 @@ import docker.errors
 import requests
 
 from .errors import EngineError
-from .matrix import goarch
+from .matrix import goarch, machine_platform
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 SETUP_HINT = "run 'make setup' (scripts/setup-host.sh) as root, or start dockerd"
@@ -64,6 +64,13 @@ class EngineFacts:
     cpus: int
     memory_bytes: int
     kernel: str
+    machine: str = ""  # the engine's Architecture as it said it (uname -m): "armv6l"
+
+    @property
+    def platform(self) -> str:
+        """The platform that runs natively there, CPU variant included ("linux/arm/v6" on a Pi
+        Zero, where arch is only "arm")."""
+        return machine_platform(self.machine) if self.machine else f"linux/{self.arch}"
 
 
 def facts(engine_client: docker.DockerClient) -> EngineFacts:
@@ -81,6 +88,7 @@ def facts(engine_client: docker.DockerClient) -> EngineFacts:
         cpus=int(info.get("NCPU", 0)),
         memory_bytes=int(info.get("MemTotal", 0)),
         kernel=info.get("KernelVersion", "?"),
+        machine=str(info.get("Architecture", "")),
     )
 
 
@@ -127,6 +135,12 @@ def image_info(engine_client: docker.DockerClient, ref: str) -> dict:
 def arch(docker_client: docker.DockerClient) -> str:
     """The engine's own architecture as a Go arch (what runs natively there)."""
     return facts(docker_client).arch
+
+
+def platform(docker_client: docker.DockerClient) -> str:
+    """The engine's own platform, CPU variant included: what a command with no --platform
+    selects ("linux/arm/v7" on a 32-bit Raspberry Pi OS board)."""
+    return facts(docker_client).platform
 
 
 # Every container and volume gobuild makes carries these labels: the run it belongs to, the

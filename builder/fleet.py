@@ -37,6 +37,7 @@ from .bench.run import check_output, run_bench
 from .errors import BenchError, ConfigError, EngineError, GobuildError, Interrupted, Partial
 from .hosts import Host, Reached
 from .inputs import Inputs
+from .matrix import platform_variant
 
 
 def _now() -> str:
@@ -110,6 +111,7 @@ def host_images(reached: Reached, inputs: Inputs, images: tuple[str, ...], all_h
     selected cell's, built there (with that host's engine). Returns the images and why
     others were left out."""
     engine_client, arch = reached.client, reached.facts.arch
+    own = reached.facts.platform  # "linux/arm/v6" on a Pi Zero: a v7 image does not run there
     skipped: list[str] = []
     cells: dict = {}
     if images:
@@ -119,9 +121,9 @@ def host_images(reached: Reached, inputs: Inputs, images: tuple[str, ...], all_h
         if inputs.selection.platforms and not all_hosts:  # the host's own platform of the selection
             sel_inputs = replace(inputs, selection=replace(
                 inputs.selection, platforms=tuple(p for p in inputs.selection.platforms
-                                                  if p.split("/")[1] == arch)))
+                                                  if p == own)))
             if not sel_inputs.selection.platforms:
-                return (), [f"no selected platform is linux/{arch}"]
+                return (), [f"no selected platform is {own}"]
         try:
             cells = cells_by_tag(engine_client, sel_inputs)
         except ConfigError as exc:
@@ -153,9 +155,12 @@ def host_images(reached: Reached, inputs: Inputs, images: tuple[str, ...], all_h
         if labels is None:
             skipped.append(f"{ref}: not on the host: load it there, or pass --registry to pull it")
             continue
-        image_arch = engine.image_info(engine_client, ref).get("Architecture", "")
-        if image_arch != arch and not all_hosts:
-            skipped.append(f"{ref}: linux/{image_arch}, not the host's linux/{arch} (--all-hosts runs it emulated)")
+        info = engine.image_info(engine_client, ref)
+        image_arch, image_variant = info.get("Architecture", ""), info.get("Variant")
+        own_variant = platform_variant(own)
+        if (image_arch != arch or (own_variant and image_variant != own_variant)) and not all_hosts:
+            image_platform = f"linux/{image_arch}" + (f"/{image_variant}" if own_variant and image_variant else "")
+            skipped.append(f"{ref}: {image_platform}, not the host's {own} (--all-hosts runs it emulated)")
             continue
         kept.append(ref)
     return tuple(kept), skipped
@@ -169,10 +174,10 @@ def cells_by_tag(engine_client: docker.DockerClient, inputs: Inputs) -> dict:
 
     sel = inputs.selection
     if sel == Selection():
-        sel = Selection(go=("latest",), platforms=(f"linux/{engine.arch(engine_client)}",),
+        sel = Selection(go=("latest",), platforms=(engine.platform(engine_client),),
                         variants=("slim",))
     elif not sel.platforms:
-        sel = replace(sel, platforms=(f"linux/{engine.arch(engine_client)}",))
+        sel = replace(sel, platforms=(engine.platform(engine_client),))
     lock = inputs.lock()
     return {image_tag(lock.release(cell), cell): cell for cell in select(inputs.matrix(), sel)}
 

@@ -383,7 +383,7 @@ class Reached:
         """The platforms this host builds and runs natively: as declared, else its engine's."""
         if self.host.platforms:
             return self.host.platforms
-        return (f"linux/{self.facts.arch}",) if self.facts else ()
+        return (self.facts.platform,) if self.facts else ()
 
 
 def reach(host: Host) -> Reached:

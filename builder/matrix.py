@@ -70,6 +70,19 @@ def goarch(machine: str) -> str:
     return GOARCH_BY_MACHINE.get(name, name)
 
 
+# 32-bit ARM machine names and the platform whose images run there natively. An ARMv8 core in
+# 32-bit mode (armv8l) runs v7 code; a Pi Zero or Pi 1 (armv6l) runs only v6 code.
+PLATFORM_BY_ARM_MACHINE: dict[str, str] = {"armv7l": "linux/arm/v7", "armv8l": "linux/arm/v7",
+                                           "armv6l": "linux/arm/v6"}
+
+
+def machine_platform(machine: str) -> str:
+    """The platform a machine runs natively, CPU variant included: "armv6l" -> "linux/arm/v6",
+    "x86_64" -> "linux/amd64" (what an engine's Architecture, `uname -m`, says)."""
+    name = machine.strip().lower()
+    return PLATFORM_BY_ARM_MACHINE.get(name) or f"linux/{goarch(name)}"
+
+
 def machine_name(arch: str) -> str:
     """The machine name (manylinux tag, `uname -m`) of a GOARCH: "arm64" -> "aarch64"."""
     return MACHINE_BY_GOARCH[arch]

@@ -130,11 +130,11 @@ class RunResult:
                 "results": [r.as_json() for r in self.results]}
 
 
-def default_selection(selection: Selection, matrix: Matrix, engine_arch: str) -> Selection:
+def default_selection(selection: Selection, matrix: Matrix, engine_platform: str) -> Selection:
     """An unset selector picks one value (pure): newest Go, the engine's platform, the first
     variant."""
     return Selection(go=selection.go or ("latest",),
-                     platforms=selection.platforms or (f"linux/{engine_arch}",),
+                     platforms=selection.platforms or (engine_platform,),
                      variants=selection.variants or (matrix.variants[0].name,))
 
 
@@ -204,8 +204,9 @@ def targets(engine_client: docker.DockerClient, inputs: Inputs, opts: EnvOptions
     """The selected cells (see default_selection) with their images, ready to run; with
     single (a command's name), exactly one cell."""
     matrix = inputs.matrix()
-    engine_arch = engine.arch(engine_client)
-    cells = select(matrix, default_selection(inputs.selection, matrix, engine_arch))
+    engine_facts = engine.facts(engine_client)
+    engine_arch = engine_facts.arch
+    cells = select(matrix, default_selection(inputs.selection, matrix, engine_facts.platform))
     if single:
         one_cell(cells, single)
     lock = inputs.lock()

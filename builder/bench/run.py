@@ -42,7 +42,7 @@ def choose_images(engine_client: docker.DockerClient, inputs: Inputs,
     if not refs:
         sel = inputs.selection
         if sel == Selection():
-            sel = Selection(go=("latest",), platforms=(f"linux/{engine.arch(engine_client)}",),
+            sel = Selection(go=("latest",), platforms=(engine.platform(engine_client),),
                             variants=("slim",))
         lock = inputs.lock()
         refs = tuple(image_tag(lock.release(cell), cell) for cell in select(inputs.matrix(), sel))

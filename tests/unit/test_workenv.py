@@ -29,14 +29,31 @@ def target(matrix, **kw):
 
 
 def test_an_unset_selector_picks_one_cell_not_all(matrix):
-    sel = workenv.default_selection(Selection(), matrix, "amd64")
+    sel = workenv.default_selection(Selection(), matrix, "linux/amd64")
     assert [c.id for c in select(matrix, sel)] == [f"go{matrix.go[-1]}-bookworm-linux-amd64"]
     sel = workenv.default_selection(Selection(go=("1.21", "1.22"), platforms=("linux/arm64",)),
-                                    matrix, "amd64")
+                                    matrix, "linux/amd64")
     assert [c.id for c in select(matrix, sel)] == ["go1.21-bookworm-linux-arm64",
                                                    "go1.22-bookworm-linux-arm64"]
-    assert workenv.default_selection(Selection(variants=("slim",)), matrix, "arm64").platforms == (
+    assert workenv.default_selection(Selection(variants=("slim",)), matrix, "linux/arm64").platforms == (
         "linux/arm64",)
+    # On a Pi Zero (armv6l) the engine's own platform is linux/arm/v6: its slim cell, not v7's.
+    sel = workenv.default_selection(Selection(variants=("slim",)), matrix,
+                                    engine.EngineFacts(**FACTS, arch="arm", machine="armv6l").platform)
+    assert [c.id for c in select(matrix, sel)] == [f"go{matrix.go[-1]}-slim-linux-arm-v6"]
+
+
+FACTS = {"version": "26.1.5", "api_version": "1.45", "os": "linux", "cgroup_version": "2",
+         "cgroup_driver": "systemd", "storage_driver": "overlay2", "cpus": 1,
+         "memory_bytes": 2**29, "kernel": "6.6"}
+
+
+@pytest.mark.parametrize("machine, arch, platform", [
+    ("x86_64", "amd64", "linux/amd64"), ("aarch64", "arm64", "linux/arm64"),
+    ("armv7l", "arm", "linux/arm/v7"), ("armv8l", "arm", "linux/arm/v7"),
+    ("armv6l", "arm", "linux/arm/v6"), ("", "arm64", "linux/arm64")])
+def test_an_engine_s_platform_has_the_cpu_variant_its_machine_says(machine, arch, platform):
+    assert engine.EngineFacts(**FACTS, arch=arch, machine=machine).platform == platform
 
 
 def test_build_caches_are_per_release_and_platform_module_caches_per_platform():
@@ -329,7 +346,7 @@ def test_targets_mark_as_emulated_the_cells_not_of_the_engines_architecture(root
                                                                             engine_arch):
     from builder.inputs import Inputs
 
-    monkeypatch.setattr(engine, "arch", lambda client: engine_arch)
+    monkeypatch.setattr(engine, "facts", lambda client: engine.EngineFacts(**FACTS, arch=engine_arch))
     monkeypatch.setattr(workenv, "ensure_images",
                         lambda client, cells, lock, templates, opts, log: {c.id: f"img-{c.id}" for c in cells})
     inputs = Inputs(matrix_path=root / "images" / "matrix.yaml", lock_path=root / "images" / "lock.json",
