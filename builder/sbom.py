@@ -78,15 +78,23 @@ def document(*, image: str, release: Release, artifact: Artifact, signature: str
              packages: list[DebPackage], suite: str = "bookworm",
              signature_key: str | None = None) -> str:
     """The CycloneDX JSON of one image (pure, deterministic)."""
+    built = artifact.built_from
     go = Component(
         type=ComponentType.APPLICATION, name="go", version=release.version,
         bom_ref=f"go@{release.version}",
         purl=PackageURL(type="golang", name="go", version=f"go{release.version}"),
         hashes=[HashType(alg=HashAlgorithm.SHA_256, content=artifact.sha256)],
-        external_references=[ExternalReference(type=ExternalReferenceType.DISTRIBUTION,
-                                               url=XsUri(artifact.url))],
-        properties=[Property(name="gobuild:source", value=release.source),
+        # a toolchain built on the host has no distribution: its URL is the source it was built from
+        external_references=[] if built else [ExternalReference(
+            type=ExternalReferenceType.DISTRIBUTION, url=XsUri(artifact.url))],
+        properties=[Property(name="gobuild:source", value="built" if built else release.source),
                     Property(name="gobuild:archive", value=artifact.filename),
+                    *([Property(name="gobuild:built-from", value=built.source_url),
+                       Property(name="gobuild:built-from-sha256", value=built.source_sha256),
+                       Property(name="gobuild:built-with-sha256", value=built.host_sha256),
+                       Property(name="gobuild:built-recipe",
+                                value=f"{built.recipe} GOARCH={built.goarch} GOARM={built.goarm}")]
+                      if built else []),
                     Property(name="gobuild:signature", value=signature),
                     # the key a verified signature came from (the Go key unless overridden)
                     *([Property(name="gobuild:signature-key", value=signature_key)]

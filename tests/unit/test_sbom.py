@@ -5,7 +5,7 @@ import hashlib
 import json
 
 from builder import sbom
-from builder.lock import Artifact, Release
+from builder.lock import Artifact, BuiltFrom, Release
 
 ART = Artifact(url="https://example.invalid/go1.22.10.linux-amd64.tar.gz", sha256="ab" * 32,
                filename="go1.22.10.linux-amd64.tar.gz", size=1, format="tar.gz")
@@ -55,6 +55,23 @@ def test_the_document_lists_the_toolchain_and_the_packages():
     assert debs == ["pkg:deb/debian/bash@5.2.15-2%2Bb7?arch=amd64&distro=debian-bookworm",
                     "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1?arch=amd64&distro=debian-bookworm"]
     assert d["metadata"]["component"]["name"] == "gobuild/go:1.22.10-bookworm-amd64"
+
+
+def test_a_built_toolchain_names_what_it_was_built_from_not_a_download():
+    """A 32-bit ARM toolchain built on the host: its URL is the source archive's, whose hash is
+    not the component's, so no distribution reference; the inputs are properties."""
+    inputs = BuiltFrom(source_url=ART.url, source_sha256="cd" * 32, host_arch="amd64",
+                       host_sha256="cd" * 32, goarch="arm", goarm=6, recipe="make.bash -distpack")
+    built = Artifact(url=ART.url, sha256="ef" * 32, filename="go1.22.10.linux-arm.tar.gz", size=1,
+                     format="tar.gz", source="built", built_from=inputs)
+    go = next(c for c in doc(artifact=built, signature="unavailable")["components"] if c["name"] == "go")
+    assert go["hashes"] == [{"alg": "SHA-256", "content": "ef" * 32}]
+    assert "externalReferences" not in go or go["externalReferences"] == []
+    assert {p["name"]: p["value"] for p in go["properties"]} == {
+        "gobuild:source": "built", "gobuild:signature": "unavailable",
+        "gobuild:archive": "go1.22.10.linux-arm.tar.gz", "gobuild:built-from": ART.url,
+        "gobuild:built-from-sha256": "cd" * 32, "gobuild:built-with-sha256": "cd" * 32,
+        "gobuild:built-recipe": "make.bash -distpack GOARCH=arm GOARM=6"}
 
 
 def test_the_same_inputs_give_the_same_bytes_and_others_do_not():
