@@ -24,7 +24,7 @@ import docker
 import docker.errors
 
 from .errors import EngineError
-from .matrix import Variant, debian_arch, platform_tag
+from .matrix import Variant, debian_arch, image_platform, platform_tag
 from .toolchains import sha256_file
 
 BASE_REPO = "gobuild/base"
@@ -153,10 +153,8 @@ def _platform_image(client: docker.DockerClient, ref: str, arch: str):
         image = client.images.get(ref)
     except docker.errors.ImageNotFound:
         return None
-    goarch, _, variant = arch.partition("-")  # an arch tag: "arm64", "arm-v7"
-    same = image.attrs.get("Architecture") == goarch and (
-        not variant or image.attrs.get("Variant") == variant)
-    return image if same else None
+    platform = image_platform(image.attrs.get("Architecture", ""), image.attrs.get("Variant"))
+    return image if platform_tag(platform) == arch else None  # arch is a tag: "arm64", "arm-v7"
 
 
 def _has_platform_image(client: docker.DockerClient, ref: str, arch: str) -> bool:

@@ -101,12 +101,12 @@ def build(cache: toolchains.Cache, release: Release, inputs: BuiltFrom,
         host_tree = toolchains.unpack(cache, host, release.version)
         work_root = cache.root / "work"
         work_root.mkdir(parents=True, exist_ok=True)
+        if not (source_tree / "src" / "make.bash").is_file():
+            raise BuildError(f"the go {release.version} archive {source.filename} has no "
+                             f"src/make.bash to build linux/{inputs.goarch} from: lock a "
+                             "source whose archives hold the Go source (go.dev, PyPI)")
         with tempfile.TemporaryDirectory(prefix=f"build-go{release.version}-", dir=work_root) as tmp:
             work = Path(tmp)
-            if not (source_tree / "src" / "make.bash").is_file():
-                raise BuildError(f"the go {release.version} archive {source.filename} has no "
-                                 f"src/make.bash to build linux/{inputs.goarch} from: lock a "
-                                 "source whose archives hold the Go source (go.dev, PyPI)")
             _copy_tree(source_tree, work / "go")
             (work / "home").mkdir()
             log(f"building go {release.version} for linux/{inputs.goarch} (GOARM={inputs.goarm}) "

@@ -37,7 +37,7 @@ from .bench.run import check_output, run_bench
 from .errors import BenchError, ConfigError, EngineError, GobuildError, Interrupted, Partial
 from .hosts import Host, Reached
 from .inputs import Inputs
-from .matrix import platform_variant
+from .matrix import image_platform
 
 
 def _now() -> str:
@@ -110,7 +110,7 @@ def host_images(reached: Reached, inputs: Inputs, images: tuple[str, ...], all_h
     missing on the host is pulled from registry/IMAGE, or without a registry, when it is a
     selected cell's, built there (with that host's engine). Returns the images and why
     others were left out."""
-    engine_client, arch = reached.client, reached.facts.arch
+    engine_client = reached.client
     own = reached.facts.platform  # "linux/arm/v6" on a Pi Zero: a v7 image does not run there
     skipped: list[str] = []
     cells: dict = {}
@@ -156,11 +156,9 @@ def host_images(reached: Reached, inputs: Inputs, images: tuple[str, ...], all_h
             skipped.append(f"{ref}: not on the host: load it there, or pass --registry to pull it")
             continue
         info = engine.image_info(engine_client, ref)
-        image_arch, image_variant = info.get("Architecture", ""), info.get("Variant")
-        own_variant = platform_variant(own)
-        if (image_arch != arch or (own_variant and image_variant != own_variant)) and not all_hosts:
-            image_platform = f"linux/{image_arch}" + (f"/{image_variant}" if own_variant and image_variant else "")
-            skipped.append(f"{ref}: {image_platform}, not the host's {own} (--all-hosts runs it emulated)")
+        platform = image_platform(info.get("Architecture", ""), info.get("Variant"))
+        if platform != own and not all_hosts:
+            skipped.append(f"{ref}: {platform}, not the host's {own} (--all-hosts runs it emulated)")
             continue
         kept.append(ref)
     return tuple(kept), skipped

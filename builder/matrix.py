@@ -83,6 +83,13 @@ def machine_platform(machine: str) -> str:
     return PLATFORM_BY_ARM_MACHINE.get(name) or f"linux/{goarch(name)}"
 
 
+def image_platform(architecture: str, variant: str | None = None) -> str:
+    """The platform of an image config's Architecture and Variant: ("arm", "v7") ->
+    "linux/arm/v7". The variant counts for 32-bit ARM only (v7 and v6 images hold the same
+    toolchain and differ there); an arm64 image's "v8" is left out, as the matrix spells it."""
+    return f"linux/arm/{variant}" if architecture == "arm" and variant else f"linux/{architecture}"
+
+
 def machine_name(arch: str) -> str:
     """The machine name (manylinux tag, `uname -m`) of a GOARCH: "arm64" -> "aarch64"."""
     return MACHINE_BY_GOARCH[arch]

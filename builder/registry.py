@@ -19,7 +19,7 @@ import requests
 from .build import Built, image_tag, joined_tags, multiarch_tags
 from .errors import ConfigError, EngineError, RegistryError
 from .lock import Lock
-from .matrix import Cell, Variant, platform_tag, platform_variant
+from .matrix import Cell, Variant, image_platform, platform_tag
 
 REGISTRY_RE = re.compile(r"^[a-z0-9]+([.-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*\Z")
 IMAGE_NAME = "go"
@@ -456,13 +456,12 @@ def pull(client: docker.DockerClient, cells: tuple[Cell, ...], lock: Lock, regis
                 f"{artifact.sha256}: rebuild and push it, or re-lock"
                 + (", or pin the digest of this cell's image" if digest else "")
             )
-        arch, variant = img.attrs.get("Architecture"), img.attrs.get("Variant")
-        want = platform_variant(cell.platform)  # v7 and v6 images hold the same toolchain
-        if arch != cell.arch or (want is not None and variant != want):
+        got_platform = image_platform(img.attrs.get("Architecture", ""), img.attrs.get("Variant"))
+        if got_platform != cell.platform:
             hint = (": that digest names one platform's image; select its --platform" if digest
                     else "")
-            got_platform = f"{arch}/{variant}" if variant else arch
-            raise RegistryError(f"{remote} for {cell.platform} pulled a {got_platform} image{hint}")
+            raise RegistryError(f"{remote} for {cell.platform} pulled a "
+                                f"{got_platform.removeprefix('linux/')} image{hint}")
         local = image_tag(release, cell)
         img.tag(local)
         entry = {"id": cell.id, "tag": local, "remote": remote, "platform": cell.platform,
